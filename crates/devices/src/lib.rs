@@ -1,4 +1,32 @@
 //! PC hardware models for tci64. Each device is one file named after the hardware, with its
 //! unit tests beside it. Devices know nothing about the CPU: the machine wires them.
+//!
+//! Conventions shared by every device:
+//! - Port I/O goes through [`PioDevice`] (absolute port numbers, sizes 1/2/4). Devices whose
+//!   registers depend on time (PIT, RTC) take the machine's virtual clock `now_ns` as an extra
+//!   argument of their own `pio_read`/`pio_write` methods instead.
+//! - Interrupt outputs are levels the machine polls (`irq_level()`), then feeds into the PIC
+//!   with [`i8259::Pic::set_irq`]. The PIT channel 0 is the exception: it reports rising edges
+//!   ([`i8254::Pit::irq0_edges`]) because its output pulses are far shorter than a poll period.
+//! - Reset requests (port 0x92, 0xCF9, i8042 0xFE) are flags the machine takes with
+//!   `take_reset_request()`.
+//! - No device panics on guest input; wrong programming gets the hardware-defined behaviour.
 
 pub mod block;
+pub mod cf9;
+pub mod i8042;
+pub mod i8254;
+pub mod i8259;
+pub mod mc146818;
+pub mod misc;
+pub mod uart16550;
+pub mod virtio;
+
+/// A device reached through x86 port I/O.
+pub trait PioDevice {
+    /// Read `size` (1, 2 or 4) bytes at absolute `port`. Unused bits read as ones or zeros as
+    /// the hardware does.
+    fn pio_read(&mut self, port: u16, size: u8) -> u32;
+    /// Write the low `size` (1, 2 or 4) bytes of `value` at absolute `port`.
+    fn pio_write(&mut self, port: u16, size: u8, value: u32);
+}
