@@ -304,14 +304,13 @@ impl Pic {
         let vector = match self.chips[0].pending_irq(true) {
             Some(2) => {
                 self.chips[0].ack(2);
-                let v = match self.chips[1].pending_irq(false) {
+                match self.chips[1].pending_irq(false) {
                     Some(irq) => {
                         self.chips[1].ack(irq);
                         self.chips[1].vector_base | irq
                     }
                     None => self.chips[1].vector_base | 7, // spurious IRQ 15
-                };
-                v
+                }
             }
             Some(irq) => {
                 self.chips[0].ack(irq);
