@@ -5,4 +5,14 @@ use thiserror::Error;
 pub enum MachineError {
     #[error("{0}")]
     Config(String),
+    /// The kernel (or its initrd or command line) cannot be booted; `file` is the kernel's name.
+    #[error("{file}: {source}")]
+    Boot {
+        file: String,
+        #[source]
+        source: crate::boot::BootError,
+    },
+    /// The requested RAM size or disk count does not make a valid memory map.
+    #[error("memory map: {0}")]
+    MemoryMap(#[from] crate::memmap::MemMapError),
 }

@@ -4,8 +4,10 @@
 //! The machine is host-independent: it uses no files, threads, clocks or stdin. Hosts (the CLI,
 //! the web crate) hand it bytes and a [`HostClock`], and read serial output back.
 
+pub mod boot;
 pub mod config;
 pub mod error;
+pub mod memmap;
 
 pub use config::{DiskConfig, MachineConfig, TraceFlags};
 pub use error::MachineError;
