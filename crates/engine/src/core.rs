@@ -1,0 +1,276 @@
+//! The CPU core the engine runs: register file, memory, guest state, counters, and the
+//! slow paths of guest memory access that helpers and the interpreter share.
+
+use crate::guest::{Guest, MmioBus, Trap};
+use crate::mem::{Access, Memory, PAGE_MASK, PAGE_SIZE, TAG_CODE, TAG_MMIO};
+use crate::stats::Stats;
+use crate::Builder;
+
+/// The register file: 256 64-bit slots, indexed by `u8` so no access needs a bounds check.
+#[repr(C, align(64))]
+pub struct Regs(pub [u64; 256]);
+
+/// Entries of the virtual-PC jump cache.
+pub const JUMP_CACHE: usize = 4096;
+/// An empty jump-cache entry.
+pub const JC_EMPTY: u32 = u32::MAX;
+
+/// Trace switches (QEMU's `-d` items that the engine serves).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// Guest instructions as translated.
+    pub in_asm: bool,
+    /// IR before optimization.
+    pub op: bool,
+    /// IR after optimization.
+    pub op_opt: bool,
+    /// Every block executed.
+    pub exec: bool,
+}
+
+/// Everything a guest's helpers can touch.
+pub struct Core<G: Guest> {
+    pub regs: Regs,
+    pub mem: Memory,
+    pub guest: G,
+    pub stats: Stats,
+    pub trace: Trace,
+    /// Turn the optimizer off (differential testing of the optimizer).
+    pub optimize: bool,
+    /// Maximum guest instructions per block.
+    pub max_insns: u16,
+    pub(crate) jump_cache: Box<[u32; JUMP_CACHE]>,
+    /// Instructions retired so far (the engine's clock for `-icount`).
+    pub icount: u64,
+}
+
+impl<G: Guest> Core<G> {
+    /// A core with `mem` and guest state `guest`.
+    pub fn new(mem: Memory, guest: G) -> Self {
+        Core {
+            regs: Regs([0; 256]),
+            mem,
+            guest,
+            stats: Stats::default(),
+            trace: Trace::default(),
+            optimize: true,
+            max_insns: 512,
+            jump_cache: Box::new([JC_EMPTY; JUMP_CACHE]),
+            icount: 0,
+        }
+    }
+
+    /// Drop every TLB entry and every jump-cache entry (the guest's address space changed).
+    pub fn tlb_flush_all(&mut self) {
+        self.mem.tlb_flush_all();
+        self.jump_cache.fill(JC_EMPTY);
+    }
+
+    /// Drop the translation of one virtual page.
+    pub fn tlb_flush_page(&mut self, vaddr: u64) {
+        self.mem.tlb_flush_page(vaddr);
+        // Jump-cache entries are keyed by a hash of the PC, not the page: drop them all.
+        self.jump_cache.fill(JC_EMPTY);
+    }
+
+    /// Translate `vaddr` for `access`, filling the TLB through the guest's walker.
+    /// Returns `(flags, addend)` as in the TLB: RAM index or physical address = vaddr + addend.
+    #[inline]
+    fn lookup(
+        &mut self,
+        bus: &mut G::Bus,
+        vaddr: u64,
+        access: Access,
+        mmu: u8,
+    ) -> Result<(u64, u64), Trap> {
+        if let Some(hit) = self.mem.tlb_probe(mmu, vaddr, access) {
+            return Ok(hit);
+        }
+        self.stats.tlb_misses += 1;
+        let t = G::tlb_fill(self, bus, vaddr, access, mmu)?;
+        self.mem.tlb_install(mmu, vaddr, &t);
+        let allowed = match access {
+            Access::Read => t.readable,
+            Access::Write => t.writable,
+            Access::Fetch => t.executable,
+        };
+        match self.mem.tlb_probe(mmu, vaddr, access) {
+            Some(hit) if allowed => Ok(hit),
+            _ => {
+                // The walker said yes but did not grant this access kind: a walker bug.
+                log::error!(
+                    "tlb_fill for {vaddr:#x} {access:?} returned a translation without that access"
+                );
+                Err(Trap::Restart)
+            }
+        }
+    }
+
+    /// The physical address of `vaddr` for `access`.
+    pub fn translate_addr(
+        &mut self,
+        bus: &mut G::Bus,
+        vaddr: u64,
+        access: Access,
+        mmu: u8,
+    ) -> Result<u64, Trap> {
+        let (flags, addend) = self.lookup(bus, vaddr, access, mmu)?;
+        let x = vaddr.wrapping_add(addend);
+        if flags & TAG_MMIO != 0 {
+            Ok(x)
+        } else {
+            // A RAM index: turn it back into a physical address.
+            let low = self.mem.low_size();
+            Ok(if x < low {
+                x
+            } else {
+                x - low + crate::mem::HIGH_RAM_BASE
+            })
+        }
+    }
+
+    /// Read `size` bytes (1, 2, 4, 8) of guest-virtual memory: the slow path (any alignment,
+    /// page crossings, MMIO).
+    pub fn read(
+        &mut self,
+        bus: &mut G::Bus,
+        vaddr: u64,
+        size: usize,
+        mmu: u8,
+    ) -> Result<u64, Trap> {
+        self.stats.tlb_slow += 1;
+        if (vaddr & PAGE_MASK) + size as u64 > PAGE_SIZE {
+            // Crossing pages: translate both before reading anything.
+            let split = (PAGE_SIZE - (vaddr & PAGE_MASK)) as usize;
+            let second = vaddr.wrapping_add(split as u64);
+            self.lookup(bus, vaddr, Access::Read, mmu)?;
+            self.lookup(bus, second, Access::Read, mmu)?;
+            let mut v = 0u64;
+            for k in 0..size {
+                let b = self.read(bus, vaddr.wrapping_add(k as u64), 1, mmu)?;
+                v |= b << (8 * k);
+            }
+            return Ok(v);
+        }
+        let (flags, addend) = self.lookup(bus, vaddr, Access::Read, mmu)?;
+        let x = vaddr.wrapping_add(addend);
+        if flags & TAG_MMIO != 0 {
+            return Ok(bus.mmio_read(x, size as u8));
+        }
+        let s = self.mem.ram_slice(x as usize, size);
+        let mut b = [0u8; 8];
+        b[..size].copy_from_slice(s);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Write `size` bytes of guest-virtual memory (slow path).
+    pub fn write(
+        &mut self,
+        bus: &mut G::Bus,
+        vaddr: u64,
+        size: usize,
+        mmu: u8,
+        value: u64,
+    ) -> Result<(), Trap> {
+        self.stats.tlb_slow += 1;
+        if (vaddr & PAGE_MASK) + size as u64 > PAGE_SIZE {
+            let split = (PAGE_SIZE - (vaddr & PAGE_MASK)) as usize;
+            let second = vaddr.wrapping_add(split as u64);
+            // Both pages must be writable before any byte is written (precise faults).
+            self.lookup(bus, vaddr, Access::Write, mmu)?;
+            self.lookup(bus, second, Access::Write, mmu)?;
+            for k in 0..size {
+                self.write(bus, vaddr.wrapping_add(k as u64), 1, mmu, value >> (8 * k))?;
+            }
+            return Ok(());
+        }
+        let (flags, addend) = self.lookup(bus, vaddr, Access::Write, mmu)?;
+        let x = vaddr.wrapping_add(addend);
+        if flags & TAG_MMIO != 0 {
+            bus.mmio_write(x, size as u8, value);
+            return Ok(());
+        }
+        let b = value.to_le_bytes();
+        self.mem.ram_write_checked(x as usize, &b[..size]);
+        if flags & TAG_CODE != 0 {
+            // The page's code is now invalid (queued in `dirty_code`); later writes may take
+            // the fast path until code is translated from the page again.
+            self.mem.tlb_clear_code_flag(mmu, vaddr);
+        }
+        Ok(())
+    }
+
+    /// Read guest-virtual memory into `buf` (helpers: descriptor tables, FXSAVE areas, ...).
+    pub fn read_bytes(
+        &mut self,
+        bus: &mut G::Bus,
+        vaddr: u64,
+        buf: &mut [u8],
+        mmu: u8,
+    ) -> Result<(), Trap> {
+        for (k, b) in buf.iter_mut().enumerate() {
+            *b = self.read(bus, vaddr.wrapping_add(k as u64), 1, mmu)? as u8;
+        }
+        Ok(())
+    }
+
+    /// Write `buf` to guest-virtual memory. All pages are checked before anything is written.
+    pub fn write_bytes(
+        &mut self,
+        bus: &mut G::Bus,
+        vaddr: u64,
+        buf: &[u8],
+        mmu: u8,
+    ) -> Result<(), Trap> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let last = vaddr.wrapping_add(buf.len() as u64 - 1);
+        let mut page = vaddr & !PAGE_MASK;
+        loop {
+            self.lookup(bus, page.max(vaddr), Access::Write, mmu)?;
+            if page == last & !PAGE_MASK {
+                break;
+            }
+            page = page.wrapping_add(PAGE_SIZE);
+        }
+        for (k, b) in buf.iter().enumerate() {
+            self.write(bus, vaddr.wrapping_add(k as u64), 1, mmu, *b as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Code bytes from `vaddr` to the end of its page, for the translator. Records the page
+    /// in the block being built and protects it against writes. Code in MMIO yields an empty
+    /// slice.
+    pub fn fetch_code(
+        &mut self,
+        bus: &mut G::Bus,
+        vaddr: u64,
+        mmu: u8,
+        b: &mut Builder,
+    ) -> Result<&[u8], Trap> {
+        let (flags, addend) = self.lookup(bus, vaddr, Access::Fetch, mmu)?;
+        if flags & TAG_MMIO != 0 {
+            return Ok(&[]);
+        }
+        let i = vaddr.wrapping_add(addend) as usize;
+        let page_i = i & !(PAGE_MASK as usize);
+        let low = self.mem.low_size();
+        let paddr_page = if (page_i as u64) < low {
+            page_i as u64
+        } else {
+            page_i as u64 - low + crate::mem::HIGH_RAM_BASE
+        };
+        b.add_page(paddr_page);
+        self.mem.protect_code_page(paddr_page);
+        let len = PAGE_SIZE as usize - (i & PAGE_MASK as usize);
+        Ok(self.mem.ram_slice(i, len))
+    }
+}
+
+/// Convenience for guests: the MMIO bus type of a core.
+pub type BusOf<G> = <G as Guest>::Bus;
+
+#[allow(dead_code)]
+fn _assert_bus_object_safe(_: &mut dyn MmioBus) {}

@@ -1,0 +1,237 @@
+//! The run loop: find or translate the next block, execute it, follow chains, handle traps.
+//! Blocks are chained through this loop (the next block is data the loop picks up), never by
+//! nested calls, so stack depth is constant however long a chain runs.
+
+use crate::core::{Core, JC_EMPTY, JUMP_CACHE};
+use crate::guest::{Guest, Stop, Trap};
+use crate::interp::{exec_block, TbExit};
+use crate::mem::{Access, PAGE_MASK};
+use crate::opt::{encode, optimize, OptConfig};
+use crate::tb::{Tb, TbCache, TbId, NO_TB};
+use crate::Builder;
+
+/// A core plus its translation cache: what a machine runs.
+pub struct Engine<G: Guest> {
+    pub core: Core<G>,
+    pub tbs: TbCache,
+    builder: Builder,
+}
+
+#[inline(always)]
+fn jc_index(pc: u64) -> usize {
+    ((pc ^ (pc >> 12)) as usize) & (JUMP_CACHE - 1)
+}
+
+impl<G: Guest> Engine<G> {
+    /// An engine around `core`.
+    pub fn new(core: Core<G>) -> Self {
+        Engine {
+            core,
+            tbs: TbCache::new(),
+            builder: Builder::new(G::FIRST_TEMP),
+        }
+    }
+
+    /// Invalidate blocks whose code pages were written since the last call.
+    pub fn process_dirty_code(&mut self) {
+        while let Some(p) = self.core.mem.dirty_code.pop() {
+            let low = self.core.mem.low_size();
+            let paddr = if p < low {
+                p
+            } else {
+                p - low + crate::mem::HIGH_RAM_BASE
+            };
+            let n = self.tbs.invalidate_page(paddr);
+            self.core.stats.tbs_invalidated += n;
+        }
+    }
+
+    /// Write guest-physical memory from outside the CPU (DMA), keeping translated code
+    /// coherent. Returns false if part of the range is not RAM.
+    pub fn write_phys(&mut self, paddr: u64, buf: &[u8]) -> bool {
+        let ok = self.core.mem.write_phys(paddr, buf);
+        self.process_dirty_code();
+        ok
+    }
+
+    /// Drop every translated block (e.g. after loading new code with `ram_mut`).
+    pub fn flush_code(&mut self) {
+        self.tbs.flush();
+        self.core.jump_cache.fill(JC_EMPTY);
+        self.core.stats.tb_flushes += 1;
+    }
+
+    /// Translate the block at the current PC. `Err` = the first fetch trapped (already
+    /// recorded by the guest).
+    fn translate(
+        &mut self,
+        bus: &mut G::Bus,
+        pc: u64,
+        phys_pc: u64,
+        flags: u32,
+    ) -> Result<TbId, Trap> {
+        self.builder.reset();
+        G::translate(&mut self.core, bus, pc, flags, &mut self.builder)?;
+        let b = &mut self.builder;
+        if self.core.trace.op {
+            log::info!(target: "tci64::trace", "OP before optimization, pc={pc:#x}");
+            for op in &b.ops {
+                log::info!(target: "tci64::trace", "  {op}");
+            }
+        }
+        self.core.stats.ops_before_opt += b
+            .ops
+            .iter()
+            .filter(|o| !matches!(o, crate::Op::InsnStart { .. } | crate::Op::Label { .. }))
+            .count() as u64;
+        let cfg = OptConfig {
+            first_temp: G::FIRST_TEMP,
+            trap_live: G::trap_live(),
+            enabled: self.core.optimize,
+        };
+        optimize(&mut b.ops, &cfg);
+        let enc = encode(&b.ops);
+        if self.core.trace.op_opt {
+            log::info!(target: "tci64::trace", "OP after optimization, pc={pc:#x}");
+            for (i, op) in enc.code.iter().enumerate() {
+                log::info!(target: "tci64::trace", "  {i:4} {op}");
+            }
+        }
+        self.core.stats.tbs_translated += 1;
+        self.core.stats.insns_translated += b.n_insns as u64;
+        self.core.stats.ops_after_opt += enc.code.len() as u64;
+        if self.tbs.needs_flush(enc.code.len()) {
+            self.flush_code();
+        }
+        let b = &self.builder;
+        let tb = Tb {
+            pc,
+            phys_pc,
+            flags,
+            code: enc.code.into_boxed_slice(),
+            insn_ops: enc.insn_ops.into_boxed_slice(),
+            insn_data: b.insn_data.clone().into_boxed_slice(),
+            pages: b.pages,
+            n_pages: b.n_pages as u8,
+            links: [NO_TB; 2],
+            valid: true,
+        };
+        Ok(self.tbs.insert(tb))
+    }
+
+    /// Find the block for the current PC and mode, translating it if needed.
+    fn find(&mut self, bus: &mut G::Bus) -> Result<TbId, Trap> {
+        let pc = self.core.regs.0[G::PC_SLOT as usize];
+        let flags = G::tb_flags(&self.core);
+        let j = jc_index(pc);
+        let id = self.core.jump_cache[j];
+        if id != JC_EMPTY && (id as usize) < self.tbs.len() {
+            let tb = self.tbs.get(id);
+            if tb.valid && tb.pc == pc && tb.flags == flags {
+                self.core.stats.jump_cache_hits += 1;
+                return Ok(id);
+            }
+        }
+        self.core.stats.hash_lookups += 1;
+        let phys_pc = self
+            .core
+            .translate_addr(bus, pc, Access::Fetch, G::fetch_mmu(flags))?;
+        let id = match self.tbs.find(phys_pc, pc, flags) {
+            Some(id) => id,
+            None => self.translate(bus, pc, phys_pc, flags)?,
+        };
+        self.core.jump_cache[j] = id;
+        Ok(id)
+    }
+
+    /// Run until `budget` more guest instructions have retired or the guest stops.
+    pub fn run(&mut self, bus: &mut G::Bus, budget: u64) -> Stop {
+        let end = self.core.icount.saturating_add(budget);
+        let mut next: TbId = NO_TB;
+        loop {
+            if self.core.icount >= end {
+                return Stop::Budget;
+            }
+            if let Some(stop) = G::poll(&mut self.core, bus) {
+                return stop;
+            }
+            let id = if next != NO_TB {
+                next
+            } else {
+                match self.find(bus) {
+                    Ok(id) => id,
+                    Err(trap) => {
+                        // The fetch of the block's first instruction faulted: the state is
+                        // already at that instruction.
+                        if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
+                            return stop;
+                        }
+                        self.process_dirty_code();
+                        continue;
+                    }
+                }
+            };
+            next = NO_TB;
+            let tb = &self.tbs.tbs[id as usize];
+            if self.core.trace.exec {
+                log::info!(target: "tci64::trace", "Trace {id}: [{:016x}/{:08x}]", tb.pc, tb.flags);
+            }
+            let exit = exec_block(&mut self.core, bus, &tb.code);
+            self.core.stats.tbs_executed += 1;
+            match exit {
+                TbExit::Chain(n) => {
+                    self.core.icount += tb.insn_ops.len() as u64;
+                    let link = tb.links[(n & 1) as usize];
+                    let (tb_pc, tb_flags) = (tb.pc, tb.flags);
+                    if !self.core.mem.dirty_code.is_empty() {
+                        self.process_dirty_code();
+                    } else if link != NO_TB && self.tbs.get(link).valid {
+                        self.core.stats.chain_hits += 1;
+                        next = link;
+                        continue;
+                    }
+                    // Look the successor up and link it if it is on the same virtual page
+                    // and in the same mode (so the link stays right as long as we are).
+                    let flushes = self.core.stats.tb_flushes;
+                    if let Ok(to) = self.find(bus) {
+                        let t = self.tbs.get(to);
+                        if flushes == self.core.stats.tb_flushes
+                            && t.pc & !PAGE_MASK == tb_pc & !PAGE_MASK
+                            && t.flags == tb_flags
+                            && self.tbs.get(id).valid
+                        {
+                            self.tbs.link(id, n, to);
+                        }
+                        next = to;
+                    }
+                }
+                TbExit::Indirect => {
+                    self.core.icount += tb.insn_ops.len() as u64;
+                    self.process_dirty_code();
+                }
+                TbExit::Guest(code) => {
+                    self.core.icount += tb.insn_ops.len() as u64;
+                    self.process_dirty_code();
+                    if let Some(stop) = G::on_exit(&mut self.core, bus, code) {
+                        return stop;
+                    }
+                }
+                TbExit::Trap { trap, at } => {
+                    // Which guest instruction trapped: the last one starting at or before `at`.
+                    let k = tb
+                        .insn_ops
+                        .partition_point(|&o| o as u32 <= at)
+                        .saturating_sub(1);
+                    let (pc, aux) = tb.insn_data.get(k).copied().unwrap_or((tb.pc, 0));
+                    self.core.icount += k as u64;
+                    G::restore(&mut self.core, pc, aux);
+                    self.core.regs.0[G::PC_SLOT as usize] = pc;
+                    self.process_dirty_code();
+                    if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
+                        return stop;
+                    }
+                }
+            }
+        }
+    }
+}

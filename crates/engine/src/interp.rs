@@ -1,0 +1,256 @@
+//! The bytecode interpreter: one `match` dispatch per op over pre-resolved operands.
+
+use crate::core::Core;
+use crate::guest::{Guest, Trap};
+use crate::ir::{deposit, extract, Op};
+
+/// How a block was left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TbExit {
+    /// `Goto { n }`: to the PC in the PC slot, chainable as exit `n`.
+    Chain(u8),
+    /// `GotoPtr`: to the PC in the PC slot, through the jump cache.
+    Indirect,
+    /// `Exit { code }`.
+    Guest(u32),
+    /// A memory op or helper trapped at op index `at`.
+    Trap { trap: Trap, at: u32 },
+}
+
+macro_rules! r {
+    ($core:ident, $s:expr) => {
+        $core.regs.0[$s as usize]
+    };
+}
+
+/// Execute one block. `code` must come from [`crate::opt::encode`] (it ends in an exit and
+/// all branch targets are in range).
+#[inline(never)]
+pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -> TbExit {
+    let mut pc = 0usize;
+    let mut n_ops = 0u64;
+    let exit = loop {
+        debug_assert!(pc < code.len());
+        // SAFETY: `encode` guarantees the block ends in an unconditional exit or branch and
+        // clamps every branch target to a valid index (len-1 at most after the appended
+        // tail exit), so `pc` never leaves `0..code.len()`.
+        let op = unsafe { *code.get_unchecked(pc) };
+        pc += 1;
+        n_ops += 1;
+        match op {
+            Op::Nop | Op::Label { .. } | Op::InsnStart { .. } => {}
+            Op::Mov { d, a } => r!(core, d) = r!(core, a),
+            Op::Const { d, imm } => r!(core, d) = imm,
+            Op::Add { d, a, b } => r!(core, d) = r!(core, a).wrapping_add(r!(core, b)),
+            Op::Sub { d, a, b } => r!(core, d) = r!(core, a).wrapping_sub(r!(core, b)),
+            Op::Mul { d, a, b } => r!(core, d) = r!(core, a).wrapping_mul(r!(core, b)),
+            Op::MulHu { d, a, b } => {
+                r!(core, d) = ((r!(core, a) as u128 * r!(core, b) as u128) >> 64) as u64
+            }
+            Op::MulHs { d, a, b } => {
+                r!(core, d) =
+                    ((r!(core, a) as i64 as i128 * r!(core, b) as i64 as i128) >> 64) as u64
+            }
+            Op::And { d, a, b } => r!(core, d) = r!(core, a) & r!(core, b),
+            Op::Or { d, a, b } => r!(core, d) = r!(core, a) | r!(core, b),
+            Op::Xor { d, a, b } => r!(core, d) = r!(core, a) ^ r!(core, b),
+            Op::Shl { d, a, b } => r!(core, d) = r!(core, a) << (r!(core, b) & 63),
+            Op::Shr { d, a, b } => r!(core, d) = r!(core, a) >> (r!(core, b) & 63),
+            Op::Sar { d, a, b } => {
+                r!(core, d) = ((r!(core, a) as i64) >> (r!(core, b) & 63)) as u64
+            }
+            Op::Rotl { d, a, b } => {
+                r!(core, d) = r!(core, a).rotate_left((r!(core, b) & 63) as u32)
+            }
+            Op::Rotr { d, a, b } => {
+                r!(core, d) = r!(core, a).rotate_right((r!(core, b) & 63) as u32)
+            }
+            Op::AddI { d, a, imm } => r!(core, d) = r!(core, a).wrapping_add(imm as i64 as u64),
+            Op::AndI { d, a, imm } => r!(core, d) = r!(core, a) & imm as i64 as u64,
+            Op::OrI { d, a, imm } => r!(core, d) = r!(core, a) | imm as i64 as u64,
+            Op::XorI { d, a, imm } => r!(core, d) = r!(core, a) ^ imm as i64 as u64,
+            Op::ShlI { d, a, imm } => r!(core, d) = r!(core, a) << (imm & 63),
+            Op::ShrI { d, a, imm } => r!(core, d) = r!(core, a) >> (imm & 63),
+            Op::SarI { d, a, imm } => r!(core, d) = ((r!(core, a) as i64) >> (imm & 63)) as u64,
+            Op::Add32 { d, a, b } => {
+                r!(core, d) = r!(core, a).wrapping_add(r!(core, b)) as u32 as u64
+            }
+            Op::Sub32 { d, a, b } => {
+                r!(core, d) = r!(core, a).wrapping_sub(r!(core, b)) as u32 as u64
+            }
+            Op::AddI32 { d, a, imm } => {
+                r!(core, d) = r!(core, a).wrapping_add(imm as i64 as u64) as u32 as u64
+            }
+            Op::Neg { d, a } => r!(core, d) = r!(core, a).wrapping_neg(),
+            Op::Not { d, a } => r!(core, d) = !r!(core, a),
+            Op::Zx8 { d, a } => r!(core, d) = r!(core, a) as u8 as u64,
+            Op::Zx16 { d, a } => r!(core, d) = r!(core, a) as u16 as u64,
+            Op::Zx32 { d, a } => r!(core, d) = r!(core, a) as u32 as u64,
+            Op::Sx8 { d, a } => r!(core, d) = r!(core, a) as i8 as i64 as u64,
+            Op::Sx16 { d, a } => r!(core, d) = r!(core, a) as i16 as i64 as u64,
+            Op::Sx32 { d, a } => r!(core, d) = r!(core, a) as i32 as i64 as u64,
+            Op::Clz { d, a } => r!(core, d) = r!(core, a).leading_zeros() as u64,
+            Op::Ctz { d, a } => r!(core, d) = r!(core, a).trailing_zeros() as u64,
+            Op::Popcnt { d, a } => r!(core, d) = r!(core, a).count_ones() as u64,
+            Op::Bswap64 { d, a } => r!(core, d) = r!(core, a).swap_bytes(),
+            Op::Bswap32 { d, a } => r!(core, d) = (r!(core, a) as u32).swap_bytes() as u64,
+            Op::Deposit { d, a, b, pos, len } => {
+                r!(core, d) = deposit(r!(core, a), r!(core, b), pos, len)
+            }
+            Op::Extract { d, a, pos, len } => r!(core, d) = extract(r!(core, a), pos, len),
+            Op::SetCond { d, a, b, cond } => {
+                r!(core, d) = cond.eval(r!(core, a), r!(core, b)) as u64
+            }
+            Op::SetCondI { d, a, imm, cond } => {
+                r!(core, d) = cond.eval(r!(core, a), imm as i64 as u64) as u64
+            }
+            Op::Select { d, c, a, b } => {
+                r!(core, d) = if r!(core, c) != 0 {
+                    r!(core, a)
+                } else {
+                    r!(core, b)
+                }
+            }
+            Op::Ld8 { d, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                match core.mem.load_fast::<1>(mmu, va) {
+                    Some(v) => r!(core, d) = v,
+                    None => match core.read(bus, va, 1, mmu) {
+                        Ok(v) => r!(core, d) = v,
+                        Err(trap) => {
+                            break TbExit::Trap {
+                                trap,
+                                at: pc as u32 - 1,
+                            }
+                        }
+                    },
+                }
+            }
+            Op::Ld16 { d, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                match core.mem.load_fast::<2>(mmu, va) {
+                    Some(v) => r!(core, d) = v,
+                    None => match core.read(bus, va, 2, mmu) {
+                        Ok(v) => r!(core, d) = v,
+                        Err(trap) => {
+                            break TbExit::Trap {
+                                trap,
+                                at: pc as u32 - 1,
+                            }
+                        }
+                    },
+                }
+            }
+            Op::Ld32 { d, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                match core.mem.load_fast::<4>(mmu, va) {
+                    Some(v) => r!(core, d) = v,
+                    None => match core.read(bus, va, 4, mmu) {
+                        Ok(v) => r!(core, d) = v,
+                        Err(trap) => {
+                            break TbExit::Trap {
+                                trap,
+                                at: pc as u32 - 1,
+                            }
+                        }
+                    },
+                }
+            }
+            Op::Ld64 { d, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                match core.mem.load_fast::<8>(mmu, va) {
+                    Some(v) => r!(core, d) = v,
+                    None => match core.read(bus, va, 8, mmu) {
+                        Ok(v) => r!(core, d) = v,
+                        Err(trap) => {
+                            break TbExit::Trap {
+                                trap,
+                                at: pc as u32 - 1,
+                            }
+                        }
+                    },
+                }
+            }
+            Op::St8 { v, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                let x = r!(core, v);
+                if !core.mem.store_fast::<1>(mmu, va, x) {
+                    if let Err(trap) = core.write(bus, va, 1, mmu, x) {
+                        break TbExit::Trap {
+                            trap,
+                            at: pc as u32 - 1,
+                        };
+                    }
+                }
+            }
+            Op::St16 { v, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                let x = r!(core, v);
+                if !core.mem.store_fast::<2>(mmu, va, x) {
+                    if let Err(trap) = core.write(bus, va, 2, mmu, x) {
+                        break TbExit::Trap {
+                            trap,
+                            at: pc as u32 - 1,
+                        };
+                    }
+                }
+            }
+            Op::St32 { v, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                let x = r!(core, v);
+                if !core.mem.store_fast::<4>(mmu, va, x) {
+                    if let Err(trap) = core.write(bus, va, 4, mmu, x) {
+                        break TbExit::Trap {
+                            trap,
+                            at: pc as u32 - 1,
+                        };
+                    }
+                }
+            }
+            Op::St64 { v, a, disp, mmu } => {
+                let va = r!(core, a).wrapping_add(disp as i64 as u64);
+                let x = r!(core, v);
+                if !core.mem.store_fast::<8>(mmu, va, x) {
+                    if let Err(trap) = core.write(bus, va, 8, mmu, x) {
+                        break TbExit::Trap {
+                            trap,
+                            at: pc as u32 - 1,
+                        };
+                    }
+                }
+            }
+            Op::Br { t } => pc = t as usize,
+            Op::BrCond { a, b, cond, t } => {
+                if cond.eval(r!(core, a), r!(core, b)) {
+                    pc = t as usize;
+                }
+            }
+            Op::BrCondI { a, imm, cond, t } => {
+                if cond.eval(r!(core, a), imm as i64 as u64) {
+                    pc = t as usize;
+                }
+            }
+            Op::Call { f, d, a, b, c } => {
+                let (x, y, z) = (r!(core, a), r!(core, b), r!(core, c));
+                let helpers = G::helpers();
+                match helpers.get(f as usize) {
+                    Some(h) => match h(core, bus, x, y, z) {
+                        Ok(v) => r!(core, d) = v,
+                        Err(trap) => {
+                            break TbExit::Trap {
+                                trap,
+                                at: pc as u32 - 1,
+                            }
+                        }
+                    },
+                    None => break TbExit::Guest(crate::opt::EXIT_FELL_OFF),
+                }
+            }
+            Op::Goto { n } => break TbExit::Chain(n),
+            Op::GotoPtr => break TbExit::Indirect,
+            Op::Exit { code } => break TbExit::Guest(code),
+        }
+    };
+    core.stats.ops_executed += n_ops;
+    exit
+}

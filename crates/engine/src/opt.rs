@@ -1,0 +1,397 @@
+//! The translation-time optimizer: constant folding and propagation, copy propagation,
+//! dead-code elimination (which is what makes lazy condition flags cheap: a flag state that a
+//! later instruction overwrites before anything can observe it is never computed), fusion of
+//! common pairs into superinstructions, and the final encoding into executable bytecode.
+
+use crate::ir::{eval_pure, Barrier, Op, Slot};
+
+/// A 256-bit slot set.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct SlotSet(pub [u64; 4]);
+
+impl SlotSet {
+    /// The empty set.
+    pub const EMPTY: SlotSet = SlotSet([0; 4]);
+    /// Every slot.
+    pub const ALL: SlotSet = SlotSet([u64::MAX; 4]);
+
+    /// Slots `0..n`.
+    pub fn below(n: u16) -> SlotSet {
+        let mut s = SlotSet::EMPTY;
+        for i in 0..n.min(256) {
+            s.insert(i as Slot);
+        }
+        s
+    }
+    #[inline]
+    pub fn insert(&mut self, s: Slot) {
+        self.0[(s >> 6) as usize] |= 1 << (s & 63);
+    }
+    #[inline]
+    pub fn remove(&mut self, s: Slot) {
+        self.0[(s >> 6) as usize] &= !(1 << (s & 63));
+    }
+    #[inline]
+    pub fn contains(&self, s: Slot) -> bool {
+        self.0[(s >> 6) as usize] & (1 << (s & 63)) != 0
+    }
+    #[inline]
+    pub fn union(&mut self, o: &SlotSet) {
+        for i in 0..4 {
+            self.0[i] |= o.0[i];
+        }
+    }
+}
+
+/// What the optimizer needs to know about the guest's register file.
+#[derive(Clone, Copy, Debug)]
+pub struct OptConfig {
+    /// Slots below this are guest globals; the rest are instruction-local temporaries.
+    pub first_temp: Slot,
+    /// Globals that must hold their architectural value wherever an op may trap (everything
+    /// the guest cannot recompute from per-instruction restore data).
+    pub trap_live: SlotSet,
+    /// Run the optimizer at all (off: only encoding, for differential testing).
+    pub enabled: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Val {
+    Unknown,
+    Const(u64),
+    Copy(Slot),
+}
+
+/// Constant/copy propagation and folding, in place.
+pub fn propagate(ops: &mut [Op], cfg: &OptConfig) {
+    let mut known = [Val::Unknown; 256];
+    // Slots that some other slot is a copy of (so a write to them must invalidate copies).
+    let mut copied = SlotSet::EMPTY;
+    for op in ops.iter_mut() {
+        let info = op.info();
+        match info.barrier {
+            Barrier::Flow => {
+                if matches!(op, Op::Label { .. }) {
+                    known = [Val::Unknown; 256];
+                    copied = SlotSet::EMPTY;
+                }
+            }
+            Barrier::Call => {
+                // Helpers may read and write any global: forget what we know about globals
+                // (and copies of them); temporaries are untouched by helpers.
+                for (s, k) in known.iter_mut().enumerate() {
+                    let forget = match *k {
+                        Val::Copy(src) => {
+                            src < cfg.first_temp || (s as u16) < cfg.first_temp as u16
+                        }
+                        _ => (s as u16) < cfg.first_temp as u16,
+                    };
+                    if forget {
+                        *k = Val::Unknown;
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Copy propagation on sources.
+        op.map_uses(|s| match known[s as usize] {
+            Val::Copy(src) => src,
+            _ => s,
+        });
+        simplify(op, &known);
+        // Record what the destination now holds.
+        if let Some(d) = op.info().defs {
+            if copied.contains(d) {
+                for k in known.iter_mut() {
+                    if *k == Val::Copy(d) {
+                        *k = Val::Unknown;
+                    }
+                }
+                copied.remove(d);
+            }
+            known[d as usize] = match *op {
+                Op::Const { imm, .. } => Val::Const(imm),
+                Op::Mov { a, .. } if a != d => match known[a as usize] {
+                    Val::Const(c) => Val::Const(c),
+                    _ => {
+                        copied.insert(a);
+                        Val::Copy(a)
+                    }
+                },
+                _ => Val::Unknown,
+            };
+        }
+    }
+}
+
+fn konst(known: &[Val; 256], s: Slot) -> Option<u64> {
+    match known[s as usize] {
+        Val::Const(c) => Some(c),
+        _ => None,
+    }
+}
+
+fn as_i32(v: u64) -> Option<i32> {
+    i32::try_from(v as i64).ok()
+}
+
+/// Fold and strength-reduce one op given what is known.
+fn simplify(op: &mut Op, known: &[Val; 256]) {
+    use Op::*;
+    let info = op.info();
+    // Fold pure ops whose sources are all constant.
+    if info.barrier == Barrier::None && info.defs.is_some() && !matches!(op, Const { .. }) {
+        let all_const = info
+            .uses
+            .iter()
+            .flatten()
+            .all(|&s| konst(known, s).is_some());
+        if all_const {
+            if let Some(v) = eval_pure(op, |s| konst(known, s).unwrap_or(0)) {
+                *op = Const {
+                    d: info.defs.unwrap_or(0),
+                    imm: v,
+                };
+                return;
+            }
+        }
+    }
+    let k = |s: Slot| konst(known, s);
+    *op = match *op {
+        Add { d, a, b } => match (k(a).and_then(as_i32), k(b).and_then(as_i32)) {
+            (_, Some(imm)) => AddI { d, a, imm },
+            (Some(imm), _) => AddI { d, a: b, imm },
+            _ => *op,
+        },
+        Sub { d, a, b } => match k(b).and_then(|v| as_i32(v.wrapping_neg())) {
+            Some(imm) => AddI { d, a, imm },
+            None => *op,
+        },
+        And { d, a, b } => match (k(a).and_then(as_i32), k(b).and_then(as_i32)) {
+            (_, Some(imm)) => AndI { d, a, imm },
+            (Some(imm), _) => AndI { d, a: b, imm },
+            _ => *op,
+        },
+        Or { d, a, b } => match (k(a).and_then(as_i32), k(b).and_then(as_i32)) {
+            (_, Some(imm)) => OrI { d, a, imm },
+            (Some(imm), _) => OrI { d, a: b, imm },
+            _ => *op,
+        },
+        Xor { d, a, b } if a == b => Const { d, imm: 0 },
+        Xor { d, a, b } => match (k(a).and_then(as_i32), k(b).and_then(as_i32)) {
+            (_, Some(imm)) => XorI { d, a, imm },
+            (Some(imm), _) => XorI { d, a: b, imm },
+            _ => *op,
+        },
+        Shl { d, a, b } => match k(b) {
+            Some(c) => ShlI {
+                d,
+                a,
+                imm: (c & 63) as u8,
+            },
+            None => *op,
+        },
+        Shr { d, a, b } => match k(b) {
+            Some(c) => ShrI {
+                d,
+                a,
+                imm: (c & 63) as u8,
+            },
+            None => *op,
+        },
+        Sar { d, a, b } => match k(b) {
+            Some(c) => SarI {
+                d,
+                a,
+                imm: (c & 63) as u8,
+            },
+            None => *op,
+        },
+        AddI { d, a, imm: 0 } | OrI { d, a, imm: 0 } | XorI { d, a, imm: 0 } => Mov { d, a },
+        ShlI { d, a, imm: 0 } | ShrI { d, a, imm: 0 } | SarI { d, a, imm: 0 } => Mov { d, a },
+        AndI { d, a, imm: -1 } => Mov { d, a },
+        SetCond { d, a, b, cond } => match k(b).and_then(as_i32) {
+            Some(imm) => SetCondI { d, a, imm, cond },
+            None => *op,
+        },
+        Select { d, c, a, b } => match k(c) {
+            Some(0) => Mov { d, a: b },
+            Some(_) => Mov { d, a },
+            None if a == b => Mov { d, a },
+            None => *op,
+        },
+        BrCond { a, b, cond, t } => match (k(a), k(b)) {
+            (Some(x), Some(y)) => {
+                if cond.eval(x, y) {
+                    Br { t }
+                } else {
+                    Nop
+                }
+            }
+            (_, Some(y)) if as_i32(y).is_some() => BrCondI {
+                a,
+                imm: y as i64 as i32,
+                cond,
+                t,
+            },
+            _ => *op,
+        },
+        BrCondI { a, imm, cond, t } => match k(a) {
+            Some(x) => {
+                if cond.eval(x, imm as i64 as u64) {
+                    Br { t }
+                } else {
+                    Nop
+                }
+            }
+            None => *op,
+        },
+        Mov { d, a } if d == a => Nop,
+        other => other,
+    };
+}
+
+/// Fuse adjacent pairs into superinstructions (the first op is left for DCE to remove when its
+/// result is otherwise dead).
+pub fn fuse(ops: &mut [Op]) {
+    use Op::*;
+    for i in 1..ops.len() {
+        if let Zx32 { d, a: t } = ops[i] {
+            let fused = match ops[i - 1] {
+                Add { d: t2, a, b } if t2 == t => Some(Add32 { d, a, b }),
+                Sub { d: t2, a, b } if t2 == t => Some(Sub32 { d, a, b }),
+                AddI { d: t2, a, imm } if t2 == t => Some(AddI32 { d, a, imm }),
+                _ => None,
+            };
+            if let Some(f) = fused {
+                ops[i] = f;
+            }
+        }
+    }
+}
+
+/// Dead-code elimination by backward liveness, in place.
+pub fn eliminate_dead(ops: &mut [Op], cfg: &OptConfig) {
+    let globals = SlotSet::below(cfg.first_temp as u16);
+    let mut live = SlotSet::EMPTY;
+    for op in ops.iter_mut().rev() {
+        let info = op.info();
+        match info.barrier {
+            Barrier::Exit => {
+                live.union(&globals);
+            }
+            Barrier::Flow => {
+                live = SlotSet::ALL;
+            }
+            Barrier::None => {
+                if let Some(d) = info.defs {
+                    if !live.contains(d) {
+                        *op = Op::Nop;
+                        continue;
+                    }
+                }
+            }
+            Barrier::Trap | Barrier::Call => {}
+        }
+        if let Some(d) = info.defs {
+            live.remove(d);
+        }
+        match info.barrier {
+            Barrier::Trap => live.union(&cfg.trap_live),
+            Barrier::Call => live.union(&globals),
+            _ => {}
+        }
+        for s in info.uses.iter().flatten() {
+            live.insert(*s);
+        }
+    }
+}
+
+/// The executable form of a block.
+#[derive(Clone, Debug, Default)]
+pub struct Encoded {
+    /// The ops, ending in an unconditional exit or branch.
+    pub code: Vec<Op>,
+    /// For guest instruction `n` of the block, the index of its first op in `code`.
+    pub insn_ops: Vec<u16>,
+}
+
+/// Exit code appended when a block would otherwise run off its end (a front-end bug).
+pub const EXIT_FELL_OFF: u32 = u32::MAX;
+
+/// Drop pseudo-ops, resolve labels to op indices and record instruction starts.
+pub fn encode(ops: &[Op]) -> Encoded {
+    let mut labels: Vec<u16> = Vec::new();
+    let mut insn_ops = Vec::new();
+    let mut n = 0u16;
+    for op in ops {
+        match *op {
+            Op::Nop => {}
+            Op::Label { id } => {
+                let id = id as usize;
+                if labels.len() <= id {
+                    labels.resize(id + 1, u16::MAX);
+                }
+                labels[id] = n;
+            }
+            Op::InsnStart { .. } => insn_ops.push(n),
+            _ => n += 1,
+        }
+    }
+    let mut code = Vec::with_capacity(n as usize + 1);
+    for op in ops {
+        let fix = |t: u16| labels.get(t as usize).copied().unwrap_or(u16::MAX);
+        match *op {
+            Op::Nop | Op::Label { .. } | Op::InsnStart { .. } => {}
+            Op::Br { t } => code.push(Op::Br { t: fix(t) }),
+            Op::BrCond { a, b, cond, t } => code.push(Op::BrCond {
+                a,
+                b,
+                cond,
+                t: fix(t),
+            }),
+            Op::BrCondI { a, imm, cond, t } => code.push(Op::BrCondI {
+                a,
+                imm,
+                cond,
+                t: fix(t),
+            }),
+            o => code.push(o),
+        }
+    }
+    let len = code.len() as u16;
+    // Every branch must land inside the block; an unplaced label (front-end bug) or a
+    // branch to the very end gets an explicit exit there.
+    let mut need_tail = !matches!(
+        code.last(),
+        Some(Op::Goto { .. } | Op::GotoPtr | Op::Exit { .. } | Op::Br { .. })
+    );
+    for op in code.iter_mut() {
+        match op {
+            Op::Br { t } | Op::BrCond { t, .. } | Op::BrCondI { t, .. } if *t >= len => {
+                *t = len;
+                need_tail = true;
+            }
+            _ => {}
+        }
+    }
+    if need_tail {
+        code.push(Op::Exit {
+            code: EXIT_FELL_OFF,
+        });
+    }
+    Encoded { code, insn_ops }
+}
+
+/// Run the whole pipeline on a block's ops.
+pub fn optimize(ops: &mut Vec<Op>, cfg: &OptConfig) {
+    if !cfg.enabled {
+        return;
+    }
+    propagate(ops, cfg);
+    fuse(ops);
+    eliminate_dead(ops, cfg);
+    // A second round catches what the first exposed (folded branches, dead copies).
+    propagate(ops, cfg);
+    eliminate_dead(ops, cfg);
+}
