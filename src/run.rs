@@ -1,0 +1,268 @@
+//! Booting a guest: files in, [`Machine`] built, then the run loop between the machine and the
+//! terminal until the guest resets, halts or the user types Ctrl-A x.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tci64_machine::{DiskConfig, HostClock, Machine, MachineConfig, RunExit, TraceFlags};
+
+use crate::cli::Options;
+use crate::console::{EscapeAction, EscapeFilter, HELP};
+use crate::host::clock::InstantClock;
+use crate::host::disk::{DiskMode, FileBackend};
+use crate::host::stdin::{Input, StdinReader};
+use crate::host::terminal::RawModeGuard;
+use crate::stats;
+
+/// Guest instructions per `Machine::run` call: small enough to poll stdin often (a few ms).
+const BUDGET: u64 = 1 << 20;
+/// The longest the loop sleeps while the guest is idle before it looks again.
+const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
+/// The kernel command line for the bundled guest when `-append` is not given.
+pub const BUNDLED_APPEND: &str = "console=ttyS0 panic=-1 reboot=t";
+
+/// A fatal error: printed as one `tci64: ...` line, exit status 1.
+pub type Fatal = String;
+
+/// Where the bundled guest lives: `guest/` in the source tree this binary was built from.
+pub fn bundled_guest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guest")
+}
+
+/// The kernel, initrd and command line to boot, after defaults.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BootFiles {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+}
+
+/// Apply the bundled-guest defaults when no `-kernel` is given.
+pub fn boot_files(o: &Options, guest_dir: &Path) -> Result<BootFiles, Fatal> {
+    if let Some(k) = &o.kernel {
+        return Ok(BootFiles {
+            kernel: k.clone(),
+            initrd: o.initrd.clone(),
+            cmdline: o.append.clone().unwrap_or_default(),
+        });
+    }
+    let kernel = guest_dir.join("tiny.bzImage");
+    let initrd = guest_dir.join("initramfs.cpio.gz");
+    for f in [&kernel, &initrd] {
+        if !f.is_file() {
+            return Err(format!(
+                "no -kernel given, and the bundled guest is missing ({} not found); pass -kernel FILE (see --help)",
+                f.display()
+            ));
+        }
+    }
+    Ok(BootFiles {
+        kernel,
+        initrd: Some(initrd),
+        cmdline: o
+            .append
+            .clone()
+            .unwrap_or_else(|| BUNDLED_APPEND.to_string()),
+    })
+}
+
+fn read_file(opt: &str, p: &Path) -> Result<Vec<u8>, Fatal> {
+    std::fs::read(p).map_err(|e| format!("{opt} {}: {e}", p.display()))
+}
+
+fn any_trace(t: &TraceFlags) -> bool {
+    *t != TraceFlags::default()
+}
+
+/// Boot and run; returns the process exit status.
+pub fn run(o: Options) -> Result<i32, Fatal> {
+    crate::logging::init(any_trace(&o.trace), o.log_file.as_deref())?;
+    let files = boot_files(&o, &bundled_guest_dir())?;
+    let kernel = read_file("-kernel", &files.kernel)?;
+    let initrd = match &files.initrd {
+        Some(p) => Some(read_file("-initrd", p)?),
+        None => None,
+    };
+    let mut disks = Vec::new();
+    for d in &o.disks {
+        let mode = if d.read_only {
+            DiskMode::ReadOnly
+        } else if d.snapshot {
+            DiskMode::Snapshot
+        } else {
+            DiskMode::ReadWrite
+        };
+        let backend = FileBackend::open(&d.file, mode)
+            .map_err(|e| format!("-drive file={}: {e}", d.file.display()))?;
+        disks.push(DiskConfig {
+            backend: Box::new(backend),
+            read_only: d.read_only,
+        });
+    }
+    // Parsed for QEMU compatibility; the machine has no switch for these yet.
+    log::debug!(
+        "machine options not passed on yet: microvm {:?}, apic {}, virtio-mmio force-legacy {}",
+        o.microvm,
+        o.cpu_apic,
+        o.virtio_mmio_force_legacy
+    );
+    let config = MachineConfig {
+        ram_bytes: o.ram_bytes,
+        kernel,
+        kernel_name: files.kernel.display().to_string(),
+        initrd,
+        cmdline: files.cmdline,
+        disks,
+        icount_shift: o.icount.map(|i| i.shift),
+        rtc_epoch_secs: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        trace: o.trace,
+    };
+    let clock = InstantClock::new();
+    let mut machine = Machine::new(config, Box::new(clock)).map_err(|e| e.to_string())?;
+
+    let started = Instant::now();
+    let (status, result) = {
+        let _raw = RawModeGuard::new();
+        let mut stdin = StdinReader::spawn();
+        run_loop(&mut machine, &o, &clock, &mut stdin)
+    };
+    // The terminal is restored from here on.
+    let flushed = machine
+        .flush_disks()
+        .map_err(|e| format!("flushing the disks: {e}"));
+    if o.stats {
+        eprint!("{}", stats::report(&machine.stats(), started.elapsed()));
+    }
+    log::logger().flush();
+    result?;
+    flushed?;
+    Ok(status)
+}
+
+/// The loop proper; returns the exit status and any error that ended it.
+fn run_loop(
+    machine: &mut Machine,
+    o: &Options,
+    clock: &InstantClock,
+    stdin: &mut StdinReader,
+) -> (i32, Result<(), Fatal>) {
+    let mut pending: VecDeque<u8> = VecDeque::new();
+    let mut escape = EscapeFilter::default();
+    let mut out = std::io::stdout();
+    loop {
+        let exit = machine.run(BUDGET);
+        let bytes = machine.take_serial_output();
+        if !bytes.is_empty() {
+            if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+                return (1, Err(format!("writing the console to stdout: {e}")));
+            }
+        }
+        let wait = match exit {
+            RunExit::Budget => Duration::ZERO,
+            RunExit::Idle { until_ns } => idle_wait(machine, o, clock, until_ns),
+            RunExit::Reset => {
+                if !o.no_reboot {
+                    log::warn!(
+                        "the guest asked for a reset; reboot is not implemented, so tci64 exits"
+                    );
+                }
+                return (0, Ok(()));
+            }
+            RunExit::Halted => {
+                eprintln!("tci64: the guest halted with interrupts off; nothing can wake it");
+                return (0, Ok(()));
+            }
+        };
+        // Input the guest did not take yet keeps the loop polling.
+        let wait = if pending.is_empty() {
+            wait
+        } else {
+            wait.min(Duration::from_millis(5))
+        };
+        if let Input::Bytes(typed) = stdin.wait(wait) {
+            let (mut to_guest, mut actions) = (Vec::new(), Vec::new());
+            escape.feed(&typed, &mut to_guest, &mut actions);
+            pending.extend(to_guest);
+            for a in actions {
+                match a {
+                    EscapeAction::Exit => {
+                        eprintln!("tci64: terminated");
+                        return (0, Ok(()));
+                    }
+                    EscapeAction::Help => eprint!("\r\n{HELP}"),
+                    EscapeAction::FlushDisks => {
+                        if let Err(e) = machine.flush_disks() {
+                            log::error!("flushing the disks: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let n = machine.serial_input(pending.make_contiguous());
+            pending.drain(..n.min(pending.len()));
+        }
+    }
+}
+
+/// How long to sleep while the CPU is halted until `until_ns` of virtual time.
+fn idle_wait(machine: &Machine, o: &Options, clock: &InstantClock, until_ns: u64) -> Duration {
+    let now = match o.icount {
+        // Real time: virtual time is the host clock since power-on.
+        None => clock.now_ns(),
+        // -icount sleep=off: the machine skips idle time itself; do not sleep.
+        Some(i) if !i.sleep => return Duration::ZERO,
+        Some(_) => machine.stats().virtual_ns,
+    };
+    Duration::from_nanos(until_ns.saturating_sub(now)).min(MAX_IDLE_WAIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_kernel_uses_the_given_files() {
+        let o = Options {
+            kernel: Some("bz".into()),
+            initrd: Some("rd".into()),
+            ..Options::default()
+        };
+        let f = boot_files(&o, Path::new("/nonexistent")).unwrap();
+        assert_eq!(
+            f,
+            BootFiles {
+                kernel: "bz".into(),
+                initrd: Some("rd".into()),
+                cmdline: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn bundled_guest_defaults_or_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("tci64-guest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = boot_files(&Options::default(), &dir).unwrap_err();
+        assert!(
+            e.starts_with("no -kernel given, and the bundled guest is missing"),
+            "{e}"
+        );
+        assert!(e.contains("tiny.bzImage"), "{e}");
+        std::fs::write(dir.join("tiny.bzImage"), b"k").unwrap();
+        std::fs::write(dir.join("initramfs.cpio.gz"), b"i").unwrap();
+        let f = boot_files(&Options::default(), &dir).unwrap();
+        assert_eq!(f.cmdline, BUNDLED_APPEND);
+        assert_eq!(f.initrd, Some(dir.join("initramfs.cpio.gz")));
+        let o = Options {
+            append: Some("quiet".into()),
+            ..Options::default()
+        };
+        assert_eq!(boot_files(&o, &dir).unwrap().cmdline, "quiet");
+    }
+}
