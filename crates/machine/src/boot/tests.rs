@@ -594,3 +594,26 @@ fn elf_errors() {
     let e = load_linux(&mut ram, &make_elf(0x100_0000, 62), None, "", &map16).unwrap_err();
     assert!(matches!(e, BootError::KernelDoesNotFit { .. }), "{e:?}");
 }
+
+#[test]
+fn bundled_guest_is_complete() {
+    assert_eq!(tiny().len(), 1438720);
+    assert_eq!(bundled("initramfs.cpio.gz").len(), 1030066);
+    let disk = bundled("disk.ext2.gz");
+    assert_eq!(&disk[..2], &[0x1f, 0x8b], "disk.ext2.gz is not gzip");
+    assert_eq!(
+        String::from_utf8(bundled("disk.sha256")).unwrap(),
+        "47455ce63bf884becf27b6ad619f4bff29391a9135df8120228080aa7a960786  blob.bin\n"
+    );
+    let sums = String::from_utf8(bundled("SHA256SUMS")).unwrap();
+    for f in [
+        "tiny.bzImage",
+        "initramfs.cpio.gz",
+        "disk.ext2.gz",
+        "disk.sha256",
+        "tiny.config",
+        "init.sh",
+    ] {
+        assert!(sums.contains(&format!("  {f}\n")), "SHA256SUMS lacks {f}");
+    }
+}
