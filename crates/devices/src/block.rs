@@ -24,3 +24,237 @@ pub trait BlockBackend {
     /// Make written data durable (the guest's FLUSH, and exit).
     fn flush(&mut self) -> Result<(), BlockError>;
 }
+
+impl<B: BlockBackend + ?Sized> BlockBackend for Box<B> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        (**self).read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError> {
+        (**self).write_at(offset, buf)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        (**self).flush()
+    }
+}
+
+/// Check that `len` bytes at `offset` fit in a disk of `size` bytes.
+fn check_range(offset: u64, len: usize, size: u64) -> Result<(), BlockError> {
+    let len = len as u64;
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(BlockError::OutOfRange { offset, len, size }),
+    }
+}
+
+/// A disk held in a byte vector (the browser build, tests, small images).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemBackend {
+    data: Vec<u8>,
+}
+
+impl MemBackend {
+    /// A disk with the given contents.
+    pub fn new(data: Vec<u8>) -> Self {
+        MemBackend { data }
+    }
+
+    /// A zero-filled disk of `size` bytes.
+    pub fn zeroed(size: usize) -> Self {
+        MemBackend {
+            data: vec![0; size],
+        }
+    }
+
+    /// The contents.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Give the contents back.
+    pub fn into_inner(self) -> Vec<u8> {
+        self.data
+    }
+}
+
+impl BlockBackend for MemBackend {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        check_range(offset, buf.len(), self.size())?;
+        let start = offset as usize;
+        buf.copy_from_slice(&self.data[start..start + buf.len()]);
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError> {
+        check_range(offset, buf.len(), self.size())?;
+        let start = offset as usize;
+        self.data[start..start + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+/// Granularity of the copy-on-write overlay.
+pub const COW_CHUNK: u64 = 4096;
+
+/// A copy-on-write overlay kept in memory over any backend (`-snapshot`): reads see earlier
+/// writes, the base is never written, and everything written is lost when it is dropped.
+#[derive(Debug, Clone)]
+pub struct CowBackend<B> {
+    base: B,
+    overlay: std::collections::BTreeMap<u64, Box<[u8]>>,
+}
+
+impl<B: BlockBackend> CowBackend<B> {
+    /// An empty overlay over `base`.
+    pub fn new(base: B) -> Self {
+        CowBackend {
+            base,
+            overlay: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The untouched base.
+    pub fn base(&self) -> &B {
+        &self.base
+    }
+
+    /// Bytes held by the overlay.
+    pub fn overlay_bytes(&self) -> u64 {
+        self.overlay.values().map(|c| c.len() as u64).sum()
+    }
+
+    fn chunk_len(&self, index: u64) -> usize {
+        let start = index * COW_CHUNK;
+        COW_CHUNK.min(self.base.size().saturating_sub(start)) as usize
+    }
+
+    /// Split [offset, offset+len) into (chunk index, offset in chunk, position in buf, length).
+    fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (u64, usize, usize, usize)> {
+        let mut pos = 0usize;
+        std::iter::from_fn(move || {
+            if pos >= len {
+                return None;
+            }
+            let abs = offset + pos as u64;
+            let index = abs / COW_CHUNK;
+            let in_chunk = (abs % COW_CHUNK) as usize;
+            let n = (COW_CHUNK as usize - in_chunk).min(len - pos);
+            let item = (index, in_chunk, pos, n);
+            pos += n;
+            Some(item)
+        })
+    }
+}
+
+impl<B: BlockBackend> BlockBackend for CowBackend<B> {
+    fn size(&self) -> u64 {
+        self.base.size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        check_range(offset, buf.len(), self.size())?;
+        for (index, in_chunk, pos, n) in Self::pieces(offset, buf.len()) {
+            let dst = &mut buf[pos..pos + n];
+            match self.overlay.get(&index) {
+                Some(chunk) => dst.copy_from_slice(&chunk[in_chunk..in_chunk + n]),
+                None => self.base.read_at(offset + pos as u64, dst)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError> {
+        check_range(offset, buf.len(), self.size())?;
+        for (index, in_chunk, pos, n) in Self::pieces(offset, buf.len()) {
+            if !self.overlay.contains_key(&index) {
+                let mut chunk = vec![0u8; self.chunk_len(index)].into_boxed_slice();
+                if n < chunk.len() {
+                    self.base.read_at(index * COW_CHUNK, &mut chunk)?;
+                }
+                self.overlay.insert(index, chunk);
+            }
+            if let Some(chunk) = self.overlay.get_mut(&index) {
+                chunk[in_chunk..in_chunk + n].copy_from_slice(&buf[pos..pos + n]);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(()) // the overlay lives in memory by design; the base is never written
+    }
+}
+
+/// A read-only view of a backend: writes fail with [`BlockError::ReadOnly`].
+#[derive(Debug, Clone)]
+pub struct ReadOnly<B>(pub B);
+
+impl<B: BlockBackend> BlockBackend for ReadOnly<B> {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.0.read_at(offset, buf)
+    }
+    fn write_at(&mut self, _offset: u64, _buf: &[u8]) -> Result<(), BlockError> {
+        Err(BlockError::ReadOnly)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_backend_bounds() {
+        let mut m = MemBackend::zeroed(1024);
+        m.write_at(1000, &[1; 24]).unwrap();
+        let mut b = [0u8; 24];
+        m.read_at(1000, &mut b).unwrap();
+        assert_eq!(b, [1; 24]);
+        assert!(matches!(
+            m.write_at(1001, &[0; 24]),
+            Err(BlockError::OutOfRange { .. })
+        ));
+        assert!(m.read_at(u64::MAX, &mut b).is_err());
+    }
+
+    #[test]
+    fn cow_never_writes_base() {
+        let base: Vec<u8> = (0..10000u32).map(|i| i as u8).collect();
+        let mut c = CowBackend::new(MemBackend::new(base.clone()));
+        c.write_at(4090, &[0xAA; 20]).unwrap(); // straddles chunks 0 and 1
+        c.write_at(9990, &[0xBB; 10]).unwrap(); // partial last chunk
+        assert_eq!(c.base().as_slice(), &base[..]);
+        let mut all = vec![0u8; 10000];
+        c.read_at(0, &mut all).unwrap();
+        let mut expect = base.clone();
+        expect[4090..4110].fill(0xAA);
+        expect[9990..10000].fill(0xBB);
+        assert_eq!(all, expect);
+        assert!(c.write_at(9995, &[0; 10]).is_err());
+        assert_eq!(c.overlay_bytes(), 4096 * 2 + (10000 - 8192));
+    }
+
+    #[test]
+    fn read_only_wrapper() {
+        let mut r = ReadOnly(MemBackend::zeroed(512));
+        assert_eq!(r.write_at(0, &[1]), Err(BlockError::ReadOnly));
+        let mut b = [9u8; 4];
+        r.read_at(0, &mut b).unwrap();
+        assert_eq!(b, [0; 4]);
+    }
+}
