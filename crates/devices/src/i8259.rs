@@ -277,7 +277,8 @@ impl Pic {
         self.update_cascade();
     }
 
-    /// Drive ISA IRQ `line` (0..=15) to `level`. Lines above 15 are ignored.
+    /// Drive ISA IRQ `line` (0..=15) to `level`. Lines above 15 are ignored; line 2 is the
+    /// cascade input and follows the slave (route ISA IRQ 2 devices to IRQ 9 as the AT does).
     pub fn set_irq(&mut self, line: u8, level: bool) {
         match line {
             0..=7 => self.chips[0].set_line(line, level, false),

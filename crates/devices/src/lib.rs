@@ -11,6 +11,19 @@
 //! - Reset requests (port 0x92, 0xCF9, i8042 0xFE) are flags the machine takes with
 //!   `take_reset_request()`.
 //! - No device panics on guest input; wrong programming gets the hardware-defined behaviour.
+//!
+//! What the machine calls, per device:
+//!
+//! | device | construct | I/O | outputs |
+//! |---|---|---|---|
+//! | [`uart16550::Uart16550`] | `new(0x3F8)` | `PioDevice` 0x3F8-0x3FF | `irq_level()` → IRQ 4, `take_output()`, `receive(&[u8]) -> accepted` |
+//! | [`i8259::Pic`] | `new()` | `PioDevice` 0x20/0x21/0xA0/0xA1/0x4D0/0x4D1 | `set_irq(line, level)`, `interrupt_pending()`, `acknowledge() -> vector` |
+//! | [`i8254::Pit`] | `new(now_ns)` | `pio_read(now_ns, port)`, `pio_write(now_ns, port, v)` 0x40-0x43, 0x61 | `irq0_edges(now_ns)` → pulse IRQ 0, `next_deadline_ns(now_ns)` |
+//! | [`mc146818::Rtc`] | `new(epoch_secs)` | `pio_read(now_ns, port)`, `pio_write(now_ns, port, v)` 0x70/0x71 | `update(now_ns)` then `irq_level()` → IRQ 8, `next_deadline_ns(now_ns)` |
+//! | [`i8042::I8042`] | `new()` | `PioDevice` 0x60/0x64 | `take_reset_request()`, `irq1_level()`, `irq12_level()` |
+//! | [`misc::PostPort`], [`misc::Port92`] | `default()` | `PioDevice` 0x80, 0x92 | `Port92::take_reset_request()`, `a20_enabled()` |
+//! | [`cf9::ResetControl`] | `default()` | `PioDevice` 0xCF9 (byte) | `take_reset_request()` |
+//! | [`virtio::mmio::VirtioMmio`] | `new(VirtioBlk::new(backend, ro), legacy)` | `mmio_read(off, buf)`, `mmio_write(off, buf, mem)` | `irq_level()` |
 
 pub mod block;
 pub mod cf9;
