@@ -1,1 +1,32 @@
-//! placeholder
+//! The x86-64 CPU of tci64: an iced-x86 based front end that translates guest code into the
+//! engine's IR with lazy condition flags, the system architecture (paging, exceptions,
+//! interrupts, MSRs, CPUID), and x87/SSE. It knows nothing about devices: the machine
+//! supplies an [`X86Bus`].
+
+pub mod bus;
+pub mod cpu;
+pub mod exception;
+pub mod flags;
+#[macro_use]
+pub mod helpers;
+pub mod hflags;
+pub mod mmu;
+pub mod regs;
+pub mod state;
+pub mod translate;
+
+pub use bus::X86Bus;
+pub use cpu::{Cpu, CpuExit, LongModeEntry};
+pub use state::X86State;
+
+/// The guest type the engine runs.
+pub type X86 = X86State;
+
+use thiserror::Error;
+
+/// Errors building a CPU.
+#[derive(Debug, Error)]
+pub enum CpuError {
+    #[error(transparent)]
+    Engine(#[from] tci64_engine::EngineError),
+}

@@ -1,0 +1,233 @@
+//! The page walker: guest-virtual to guest-physical translation as the x86 MMU does it,
+//! with accessed/dirty bits written back and page faults with exact error codes.
+
+use crate::helpers::Bus;
+use crate::state::{cr, vec, Event, EventKind};
+use crate::X86;
+use tci64_engine::{Access, Core, Translation, Trap};
+
+const P: u64 = 1 << 0;
+const RW: u64 = 1 << 1;
+const US: u64 = 1 << 2;
+const A: u64 = 1 << 5;
+const D: u64 = 1 << 6;
+const PS: u64 = 1 << 7;
+const NX: u64 = 1 << 63;
+/// Physical-address bits of an entry (52-bit physical addresses).
+const ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+/// Page-fault error-code bits.
+pub mod pf {
+    pub const P: u32 = 1 << 0;
+    pub const W: u32 = 1 << 1;
+    pub const U: u32 = 1 << 2;
+    pub const RSVD: u32 = 1 << 3;
+    pub const I: u32 = 1 << 4;
+}
+
+/// True if `va` is canonical for 48-bit virtual addresses.
+pub fn canonical(va: u64) -> bool {
+    ((va as i64) << 16 >> 16) as u64 == va
+}
+
+fn page_fault(c: &mut Core<X86>, va: u64, code: u32) -> Trap {
+    c.guest.cr2 = va;
+    c.guest.pending = Some(Event {
+        vector: vec::PF,
+        error_code: Some(code),
+        kind: EventKind::Exception,
+    });
+    Trap::Exception
+}
+
+/// The engine's `tlb_fill`: walk the page tables for `va`.
+pub fn tlb_fill(
+    c: &mut Core<X86>,
+    _bus: &mut Bus,
+    va: u64,
+    access: Access,
+    mmu: u8,
+) -> Result<Translation, Trap> {
+    let g = &c.guest;
+    if g.cr0 & cr::CR0_PG == 0 {
+        let pa = va & 0xffff_ffff & !0xfff;
+        return Ok(Translation {
+            paddr_page: pa,
+            readable: true,
+            writable: true,
+            executable: true,
+        });
+    }
+    if g.efer & cr::EFER_LMA == 0 {
+        return walk_legacy(c, va, access, mmu);
+    }
+    if !canonical(va) {
+        c.guest.pending = Some(Event {
+            vector: vec::GP,
+            error_code: Some(0),
+            kind: EventKind::Exception,
+        });
+        return Err(Trap::Exception);
+    }
+    let user = mmu == 1;
+    let write = access == Access::Write;
+    let fetch = access == Access::Fetch;
+    let nxe = g.efer & cr::EFER_NXE != 0;
+    let wp = g.cr0 & cr::CR0_WP != 0;
+    let mut err = 0u32;
+    if write {
+        err |= pf::W;
+    }
+    if user {
+        err |= pf::U;
+    }
+    if fetch && nxe {
+        err |= pf::I;
+    }
+    let mut table = g.cr3 & ADDR;
+    let mut rw_all = true;
+    let mut us_all = true;
+    let mut nx_any = false;
+    let mut entries: [(u64, u64); 4] = [(0, 0); 4];
+    let mut levels = 0;
+    let mut shift = 39u32;
+    let (leaf, leaf_addr, page_shift) = loop {
+        let idx = (va >> shift) & 511;
+        let ea = table + idx * 8;
+        let e = c.mem.read_phys_u(ea, 8);
+        if e & P == 0 {
+            return Err(page_fault(c, va, err));
+        }
+        // Reserved bits: NX without EFER.NXE, and bits 51:M above the physical width.
+        if (!nxe && e & NX != 0) || (e >> 52) & 0x7ff != 0 && false {
+            return Err(page_fault(c, va, err | pf::P | pf::RSVD));
+        }
+        entries[levels] = (ea, e);
+        levels += 1;
+        rw_all &= e & RW != 0;
+        us_all &= e & US != 0;
+        nx_any |= nxe && e & NX != 0;
+        if shift == 12 {
+            break (e, ea, 12);
+        }
+        if e & PS != 0 {
+            if shift == 39 {
+                return Err(page_fault(c, va, err | pf::P | pf::RSVD));
+            }
+            break (e, ea, shift);
+        }
+        table = e & ADDR;
+        shift -= 9;
+    };
+    // Permission checks.
+    let deny = (user && !us_all) || (write && !rw_all && (user || wp)) || (fetch && nx_any);
+    if deny {
+        return Err(page_fault(c, va, err | pf::P));
+    }
+    // Accessed bits on every level, dirty on the leaf for writes.
+    for &(ea, e) in &entries[..levels] {
+        if e & A == 0 {
+            c.mem.write_phys_u(ea, 8, e | A);
+        }
+    }
+    let mut leaf_now = c.mem.read_phys_u(leaf_addr, 8);
+    if write && leaf_now & D == 0 {
+        leaf_now |= D;
+        c.mem.write_phys_u(leaf_addr, 8, leaf_now);
+    }
+    let frame = if page_shift == 12 {
+        leaf & ADDR
+    } else {
+        // Large page: bits above the page size from the entry (bit 12 is PAT there).
+        let base = leaf & ADDR & !((1u64 << page_shift) - 1);
+        base | (va & ((1u64 << page_shift) - 1) & !0xfff)
+    };
+    let dirty = leaf_now & D != 0;
+    Ok(Translation {
+        paddr_page: frame,
+        readable: true,
+        writable: (rw_all || (!user && !wp)) && (dirty || write),
+        executable: !nx_any,
+    })
+}
+
+/// 32-bit paging (non-PAE) and PAE paging outside long mode.
+fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Translation, Trap> {
+    let va = va & 0xffff_ffff;
+    let g = &c.guest;
+    let user = mmu == 1;
+    let write = access == Access::Write;
+    let wp = g.cr0 & cr::CR0_WP != 0;
+    let mut err = 0u32;
+    if write {
+        err |= pf::W;
+    }
+    if user {
+        err |= pf::U;
+    }
+    let pae = g.cr4 & cr::CR4_PAE != 0;
+    let pse = g.cr4 & cr::CR4_PSE != 0;
+    let (esize, mut table, mut shift, levels): (u64, u64, u32, u32) = if pae {
+        (8, g.cr3 & 0xffff_ffe0, 30, 3)
+    } else {
+        (4, g.cr3 & 0xffff_f000, 22, 2)
+    };
+    let idx_bits = if pae { 9 } else { 10 };
+    let mut rw_all = true;
+    let mut us_all = true;
+    let mut entries = [(0u64, 0u64); 3];
+    let mut n = 0;
+    let (leaf, leaf_addr, page_shift) = loop {
+        let idx = if pae && shift == 30 {
+            (va >> 30) & 3
+        } else {
+            (va >> shift) & ((1 << idx_bits) - 1)
+        };
+        let ea = table + idx * esize;
+        let e = c.mem.read_phys_u(ea, esize as usize);
+        if e & P == 0 {
+            return Err(page_fault(c, va, err));
+        }
+        let top_pdpte = pae && shift == 30;
+        if !top_pdpte {
+            rw_all &= e & RW != 0;
+            us_all &= e & US != 0;
+            entries[n] = (ea, e);
+            n += 1;
+        }
+        if shift == 12 {
+            break (e, ea, 12);
+        }
+        if !top_pdpte && e & PS != 0 && (pae || pse) {
+            break (e, ea, shift);
+        }
+        table = e & if pae { ADDR } else { 0xffff_f000 };
+        shift -= if pae { 9 } else { 10 };
+        let _ = levels;
+    };
+    if (user && !us_all) || (write && !rw_all && (user || wp)) {
+        return Err(page_fault(c, va, err | pf::P));
+    }
+    for &(ea, e) in &entries[..n] {
+        if e & A == 0 {
+            c.mem.write_phys_u(ea, esize as usize, e | A);
+        }
+    }
+    let mut leaf_now = c.mem.read_phys_u(leaf_addr, esize as usize);
+    if write && leaf_now & D == 0 {
+        leaf_now |= D;
+        c.mem.write_phys_u(leaf_addr, esize as usize, leaf_now);
+    }
+    let frame = if page_shift == 12 {
+        leaf & if pae { ADDR } else { 0xffff_f000 }
+    } else {
+        let base = leaf & (if pae { ADDR } else { 0xffff_f000 }) & !((1u64 << page_shift) - 1);
+        base | (va & ((1u64 << page_shift) - 1) & !0xfff)
+    };
+    Ok(Translation {
+        paddr_page: frame,
+        readable: true,
+        writable: (rw_all || (!user && !wp)) && (leaf_now & D != 0 || write),
+        executable: true,
+    })
+}

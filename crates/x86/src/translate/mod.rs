@@ -1,0 +1,335 @@
+//! The x86-64 front end: decodes guest code with iced-x86 and emits engine IR.
+//!
+//! One instruction family per file; each family's `translate` returns `None` for mnemonics it
+//! does not handle, and [`dispatch`] tries the families in turn. Shared machinery — operand
+//! locations, loads and stores, lazy flags, conditions, block exits — lives in [`Tr`]'s
+//! methods in this file and `operand.rs`.
+
+pub mod base;
+pub mod operand;
+
+use crate::flags::CcOp;
+use crate::helpers::{base as hbase, Bus, Helper};
+use crate::hflags;
+use crate::regs::*;
+use crate::state::{Event, EventKind};
+use crate::X86;
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
+use tci64_engine::{Builder, Core, Op, Slot, Trap};
+
+/// What an instruction did to the block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Continue with the next instruction.
+    Next,
+    /// The instruction ended the block (it emitted its exits).
+    End,
+}
+
+/// Exit codes of `Op::Exit` the CPU's run loop understands.
+pub mod exit {
+    /// HLT: RIP is past the HLT; the CPU sleeps until an interrupt.
+    pub const HLT: u32 = 1;
+    /// The instruction changed state later blocks depend on (mode, IF, paging): just go on.
+    pub const CONTINUE: u32 = 2;
+}
+
+/// The translator's state for one block.
+pub struct Tr<'a> {
+    pub b: &'a mut Builder,
+    /// The block's mode bits ([`crate::hflags`]).
+    pub hf: u32,
+    /// Address of the current instruction.
+    pub pc: u64,
+    /// Address of the next instruction.
+    pub next: u64,
+    /// The current instruction.
+    pub insn: Instruction,
+    /// The statically known lazy-flags operation; `None` = in the `CC_OP` slot.
+    pub cc: Option<CcOp>,
+    /// `cc` is known but not yet stored in the `CC_OP` slot.
+    pub cc_dirty: bool,
+    /// MMU index of data accesses (0 supervisor, 1 user).
+    pub mmu: u8,
+    /// `-d unimp`
+    pub trace_unimp: bool,
+}
+
+helpers!(pub enum CoreH @ hbase::CORE; {
+    ARITH_FLAGS => h_arith_flags,
+    RAISE => h_raise,
+    CARRY => h_carry,
+});
+
+/// Returns the six arithmetic flags of the lazy state in the CC slots.
+fn h_arith_flags(c: &mut Core<X86>, _: &mut Bus, _: u64, _: u64, _: u64) -> Result<u64, Trap> {
+    Ok(crate::cpu::arith_flags(c))
+}
+
+/// CF of the lazy state (0 or 1).
+fn h_carry(c: &mut Core<X86>, _: &mut Bus, _: u64, _: u64, _: u64) -> Result<u64, Trap> {
+    Ok(crate::cpu::arith_flags(c) & 1)
+}
+
+/// Raise exception `a` (vector) with error code `b` if `c` != 0.
+fn h_raise(c: &mut Core<X86>, _: &mut Bus, a: u64, b: u64, has: u64) -> Result<u64, Trap> {
+    c.guest.pending = Some(Event {
+        vector: a as u8,
+        error_code: (has != 0).then_some(b as u32),
+        kind: EventKind::Exception,
+    });
+    Err(Trap::Exception)
+}
+
+/// Instruction families besides `base`: (first id, end of range, table), for the helper table.
+pub fn families() -> Vec<(u16, u16, &'static [Helper])> {
+    vec![]
+}
+
+/// Try every family in turn.
+fn dispatch(t: &mut Tr) -> Option<Flow> {
+    base::translate(t)
+}
+
+impl Tr<'_> {
+    /// The current privilege level of the block.
+    pub fn cpl(&self) -> u8 {
+        (self.hf & hflags::CPL) as u8
+    }
+
+    /// True in 64-bit mode.
+    pub fn long64(&self) -> bool {
+        self.hf & hflags::CS64 != 0
+    }
+
+    /// Store the static CC op into its slot if the slot is behind.
+    pub fn sync_cc(&mut self) {
+        if let (Some(op), true) = (self.cc, self.cc_dirty) {
+            self.b.set(CC_OP, op as u64);
+            self.cc_dirty = false;
+        }
+    }
+
+    /// After a helper set the lazy state itself: the slot is authoritative.
+    pub fn cc_dynamic(&mut self) {
+        self.cc = None;
+        self.cc_dirty = false;
+    }
+
+    /// Record a lazy-flags state. `dst` must be zero-extended to the operation size.
+    pub fn set_cc(&mut self, op: CcOp, dst: Slot, src: Slot, src2: Option<Slot>) {
+        self.b.mov(CC_DST, dst);
+        self.b.mov(CC_SRC, src);
+        if let Some(s2) = src2 {
+            self.b.mov(CC_SRC2, s2);
+        }
+        self.cc = Some(op);
+        self.cc_dirty = true;
+    }
+
+    /// Call a helper after syncing the lazy-flags op (helpers may read the flags).
+    pub fn call(&mut self, id: u16, a: Slot, b: Slot, c: Slot) -> Slot {
+        self.sync_cc();
+        self.b.call(id, a, b, c)
+    }
+
+    /// Call a helper with constant arguments.
+    pub fn call_k(&mut self, id: u16, a: u64, b: u64, c: u64) -> Slot {
+        let (ka, kb, kc) = (self.b.konst(a), self.b.konst(b), self.b.konst(c));
+        self.call(id, ka, kb, kc)
+    }
+
+    /// The six arithmetic flags, materialized.
+    pub fn arith_flags(&mut self) -> Slot {
+        if self.cc == Some(crate::flags::CC_EFLAGS) {
+            let d = self.b.temp();
+            self.b.push(Op::AndI {
+                d,
+                a: CC_SRC,
+                imm: crate::regs::fl::ARITH as i32,
+            });
+            return d;
+        }
+        let z = self.b.konst(0);
+        self.call(CoreH::ARITH_FLAGS.id(), z, z, z)
+    }
+
+    /// The whole RFLAGS value.
+    pub fn rflags(&mut self) -> Slot {
+        let a = self.arith_flags();
+        let d = self.b.temp();
+        self.b.push(Op::Or { d, a, b: RFLAGS });
+        d
+    }
+
+    /// Raise an exception at the current instruction and end the block.
+    pub fn raise(&mut self, vector: u8, error_code: Option<u32>) -> Flow {
+        self.call_k(
+            CoreH::RAISE.id(),
+            vector as u64,
+            error_code.unwrap_or(0) as u64,
+            error_code.is_some() as u64,
+        );
+        self.b.push(Op::Exit {
+            code: exit::CONTINUE,
+        });
+        Flow::End
+    }
+
+    /// #UD for an instruction nobody implements (logged with `-d unimp`).
+    pub fn unimplemented(&mut self) -> Flow {
+        if self.trace_unimp {
+            log::warn!(target: "tci64::trace", "unimplemented instruction at {:#x}: {:?} ({:?})", self.pc, self.insn.code(), self.insn.mnemonic());
+        } else {
+            log::debug!(
+                "unimplemented instruction at {:#x}: {:?}",
+                self.pc,
+                self.insn.code()
+            );
+        }
+        self.raise(crate::state::vec::UD, None)
+    }
+
+    /// End the block with a direct jump to `target`, chainable as exit `n`.
+    pub fn goto(&mut self, target: u64, n: u8) {
+        self.sync_cc();
+        self.b.set(RIP, target);
+        self.b.push(Op::Goto { n });
+    }
+
+    /// End the block with a jump to the address in slot `s`.
+    pub fn goto_slot(&mut self, s: Slot) {
+        self.sync_cc();
+        self.b.mov(RIP, s);
+        self.b.push(Op::GotoPtr);
+    }
+
+    /// End the block after this instruction and return to the run loop (`exit::CONTINUE`),
+    /// so that state this instruction changed (mode, IF, paging) takes effect.
+    pub fn end_continue(&mut self) -> Flow {
+        self.sync_cc();
+        self.b.set(RIP, self.next);
+        self.b.push(Op::Exit {
+            code: exit::CONTINUE,
+        });
+        Flow::End
+    }
+}
+
+/// Aux word for `restore`: the static CC op, or `u32::MAX` when it is in its slot.
+fn aux_of(t: &Tr) -> u32 {
+    t.cc.unwrap_or(u32::MAX)
+}
+
+/// Translate one block (the engine's `Guest::translate`).
+pub fn translate_block(
+    core: &mut Core<X86>,
+    bus: &mut Bus,
+    pc: u64,
+    hf: u32,
+    b: &mut Builder,
+) -> Result<(), Trap> {
+    let bitness = if hf & hflags::CS64 != 0 {
+        64
+    } else if hf & hflags::CS32 != 0 {
+        32
+    } else {
+        16
+    };
+    let fetch_mmu = crate::cpu::fetch_mmu(hf);
+    let max_insns = if hf & hflags::TF != 0 {
+        1
+    } else {
+        core.max_insns.max(1)
+    };
+    let trace_in_asm = core.guest.trace_in_asm;
+    let mut t = Tr {
+        b,
+        hf,
+        pc,
+        next: pc,
+        insn: Instruction::default(),
+        cc: None,
+        cc_dirty: false,
+        mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
+        trace_unimp: core.guest.trace_unimp,
+    };
+    let mut cur = pc;
+    loop {
+        let first = t.b.insn_count() == 0;
+        // Fetch up to 15 bytes, crossing into the next page only if the instruction needs it.
+        let mut buf = [0u8; 15];
+        let n = match core.fetch_code(bus, cur, fetch_mmu, t.b) {
+            Ok(s) => {
+                let n = s.len().min(15);
+                buf[..n].copy_from_slice(&s[..n]);
+                n
+            }
+            Err(e) if first => return Err(e),
+            Err(_) => {
+                t.goto(cur, 0);
+                break;
+            }
+        };
+        let mut insn = decode(bitness, &buf[..n], cur);
+        if insn.is_invalid() && n < 15 {
+            // Maybe the instruction continues on the next page.
+            let more = cur.wrapping_add(n as u64);
+            match core.fetch_code(bus, more, fetch_mmu, t.b) {
+                Ok(s) => {
+                    let m = s.len().min(15 - n);
+                    buf[n..n + m].copy_from_slice(&s[..m]);
+                    insn = decode(bitness, &buf[..n + m], cur);
+                }
+                Err(e) if first => {
+                    // The first instruction cannot be fetched whole: the fault is for the
+                    // second page, recorded by the walker; RIP stays at the instruction.
+                    return Err(e);
+                }
+                Err(_) => {
+                    t.goto(cur, 0);
+                    break;
+                }
+            }
+        }
+        if trace_in_asm {
+            log::info!(target: "tci64::trace", "IN: {cur:#018x}  {insn}");
+        }
+        let aux = aux_of(&t);
+        t.b.insn_start(cur, aux);
+        t.pc = cur;
+        t.next = cur.wrapping_add(insn.len() as u64);
+        if bitness != 64 {
+            t.next &= 0xffff_ffff;
+        }
+        t.insn = insn;
+        let flow = if insn.is_invalid() || insn.mnemonic() == Mnemonic::INVALID {
+            t.unimplemented()
+        } else {
+            dispatch(&mut t).unwrap_or_else(|| t.unimplemented())
+        };
+        if flow == Flow::End {
+            break;
+        }
+        cur = t.next;
+        if t.b.insn_count() >= max_insns || cur & !0xfff != pc & !0xfff || t.b.len() > 2000 {
+            if hf & hflags::TF != 0 {
+                // Single-step: #DB after the instruction (a trap: RIP is the next one).
+                t.b.set(RIP, cur);
+                t.sync_cc();
+                t.b.push(Op::Exit {
+                    code: crate::cpu::EXIT_SINGLE_STEP,
+                });
+            } else {
+                t.goto(cur, 0);
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn decode(bitness: u32, bytes: &[u8], ip: u64) -> Instruction {
+    let mut d = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE);
+    d.decode()
+}
