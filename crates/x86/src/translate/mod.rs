@@ -5,8 +5,13 @@
 //! locations, loads and stores, lazy flags, conditions, block exits — lives in [`Tr`]'s
 //! methods in this file and `operand.rs`.
 
+pub mod alu;
 pub mod base;
 pub mod operand;
+pub mod sse;
+pub mod string;
+pub mod system;
+pub mod x87;
 
 use crate::flags::CcOp;
 use crate::helpers::{base as hbase, Bus, Helper};
@@ -83,12 +88,23 @@ fn h_raise(c: &mut Core<X86>, _: &mut Bus, a: u64, b: u64, has: u64) -> Result<u
 
 /// Instruction families besides `base`: (first id, end of range, table), for the helper table.
 pub fn families() -> Vec<(u16, u16, &'static [Helper])> {
-    vec![]
+    vec![
+        alu::HELPERS,
+        string::HELPERS,
+        system::HELPERS,
+        sse::HELPERS,
+        x87::HELPERS,
+    ]
 }
 
 /// Try every family in turn.
 fn dispatch(t: &mut Tr) -> Option<Flow> {
     base::translate(t)
+        .or_else(|| alu::translate(t))
+        .or_else(|| string::translate(t))
+        .or_else(|| system::translate(t))
+        .or_else(|| sse::translate(t))
+        .or_else(|| x87::translate(t))
 }
 
 impl Tr<'_> {

@@ -1,0 +1,13 @@
+//! Instruction family: the x87 FPU.
+
+use super::{Flow, Tr};
+use crate::helpers::{base, Helper};
+
+/// This family's helpers: (first id, end of range, table).
+pub const HELPERS: (u16, u16, &[Helper]) = (base::X87, base::END, &[]);
+
+/// Translate this family's instructions; `None` for anything else.
+pub fn translate(t: &mut Tr) -> Option<Flow> {
+    let _ = t;
+    None
+}
