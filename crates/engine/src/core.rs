@@ -155,7 +155,8 @@ impl<G: Guest> Core<G> {
         let (flags, addend) = self.lookup(bus, vaddr, Access::Read, mmu)?;
         let x = vaddr.wrapping_add(addend);
         if flags & TAG_MMIO != 0 {
-            return Ok(bus.mmio_read(x, size as u8));
+            // Loads zero-extend: devices may return junk above `size` bytes.
+            return Ok(bus.mmio_read(x, size as u8) & size_mask(size));
         }
         let s = self.mem.ram_slice(x as usize, size);
         let mut b = [0u8; 8];
@@ -187,7 +188,7 @@ impl<G: Guest> Core<G> {
         let (flags, addend) = self.lookup(bus, vaddr, Access::Write, mmu)?;
         let x = vaddr.wrapping_add(addend);
         if flags & TAG_MMIO != 0 {
-            bus.mmio_write(x, size as u8, value);
+            bus.mmio_write(x, size as u8, value & size_mask(size));
             return Ok(());
         }
         let b = value.to_le_bytes();
@@ -267,6 +268,12 @@ impl<G: Guest> Core<G> {
         let len = PAGE_SIZE as usize - (i & PAGE_MASK as usize);
         Ok(self.mem.ram_slice(i, len))
     }
+}
+
+/// Mask of the low `size` bytes (`size` in 1..=8).
+#[inline]
+fn size_mask(size: usize) -> u64 {
+    u64::MAX >> (64 - 8 * size.clamp(1, 8))
 }
 
 /// Convenience for guests: the MMIO bus type of a core.
