@@ -193,16 +193,27 @@ impl<G: Guest> Engine<G> {
                     // Look the successor up and link it if it is on the same virtual page
                     // and in the same mode (so the link stays right as long as we are).
                     let flushes = self.core.stats.tb_flushes;
-                    if let Ok(to) = self.find(bus) {
-                        let t = self.tbs.get(to);
-                        if flushes == self.core.stats.tb_flushes
-                            && t.pc & !PAGE_MASK == tb_pc & !PAGE_MASK
-                            && t.flags == tb_flags
-                            && self.tbs.get(id).valid
-                        {
-                            self.tbs.link(id, n, to);
+                    match self.find(bus) {
+                        Ok(to) => {
+                            let t = self.tbs.get(to);
+                            if flushes == self.core.stats.tb_flushes
+                                && t.pc & !PAGE_MASK == tb_pc & !PAGE_MASK
+                                && t.flags == tb_flags
+                                && self.tbs.get(id).valid
+                            {
+                                self.tbs.link(id, n, to);
+                            }
+                            next = to;
                         }
-                        next = to;
+                        Err(trap) => {
+                            // The successor's first fetch faulted and the guest has recorded
+                            // the exception: deliver it now (walking again from the top of
+                            // the loop would record it a second time).
+                            if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
+                                return stop;
+                            }
+                            self.process_dirty_code();
+                        }
                     }
                 }
                 TbExit::Indirect => {
