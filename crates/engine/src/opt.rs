@@ -384,6 +384,8 @@ pub fn encode(ops: &[Op]) -> Encoded {
 }
 
 /// Run the whole pipeline on a block's ops.
+// A `Vec` on purpose: later passes may insert or drop ops (public API, kept stable).
+#[allow(clippy::ptr_arg)]
 pub fn optimize(ops: &mut Vec<Op>, cfg: &OptConfig) {
     if !cfg.enabled {
         return;
