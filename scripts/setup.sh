@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# setup.sh: install what a fresh machine lacks for building and testing tci64. Idempotent and
+# quick when everything is there already.
+#   - the pinned Rust toolchain of rust-toolchain.toml (RUSTUP_AUTO_INSTALL=0 machines need this)
+#   - wasm-bindgen-cli at the exact version the web crate pins (a ~5 minute build, only if missing)
+#   - www/node_modules (binaryen's wasm-opt), from package-lock.json
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+WASM_BINDGEN_VERSION=0.2.130
+
+rustup toolchain install --no-self-update
+
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+  echo "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (takes a few minutes)"
+  # Not --locked: the registry copy here lacks one of its pinned dependency versions.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+if [ ! -x www/node_modules/.bin/wasm-opt ] || [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then
+  (cd www && npm ci --no-audit --no-fund)
+fi

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# test.sh: everything CI checks, in order. Run from anywhere: bash scripts/test.sh
+#   fmt -> clippy (deny warnings) -> wasm64 build of every crate -> web package + node smoke
+#   test -> cargo test --workspace (last, so its summary closes the output)
+# Set TCI64_SKIP_SETUP=1 to skip scripts/setup.sh (CI runs it first itself).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+[ "${TCI64_SKIP_SETUP:-}" = 1 ] || bash scripts/setup.sh
+export TCI64_SKIP_SETUP=1
+
+timings=()
+phase() {
+  local name=$1; shift
+  echo "==> $name: $*"
+  local t0=$SECONDS
+  "$@"
+  timings+=("$(printf '%-14s %4ds' "$name" $((SECONDS - t0)))")
+}
+
+phase fmt cargo fmt --all --check
+phase clippy cargo clippy --workspace --all-targets -- -D warnings
+phase wasm64 cargo build-wasm64 -p tci64-engine -p tci64-x86 -p tci64-devices -p tci64-machine -p tci64-web
+phase web bash scripts/build-web.sh
+phase node-test bash -c 'cd www && npm test --silent'
+phase cargo-test cargo test --workspace
+
+echo "==> phase timings"
+printf '  %s\n' "${timings[@]}"
