@@ -15,4 +15,9 @@ pub trait X86Bus: MmioBus {
     fn intr_ack(&mut self) -> u8;
     /// The time-stamp counter now, given the instructions retired so far.
     fn tsc(&mut self, icount: u64) -> u64;
+    /// The machine wants the CPU to return from `run` at the next block boundary (e.g. a
+    /// device needs guest memory to finish a request). Checked before every block.
+    fn take_stop_request(&mut self) -> bool {
+        false
+    }
 }

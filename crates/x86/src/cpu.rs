@@ -17,6 +17,8 @@ pub mod stop {
     pub const HALT: u32 = 1;
     /// Triple fault or another reset request.
     pub const RESET: u32 = 2;
+    /// The bus asked the CPU to return (`X86Bus::take_stop_request`).
+    pub const ATTENTION: u32 = 3;
 }
 
 /// Exit code: a single-stepped instruction finished (deliver #DB).
@@ -183,6 +185,9 @@ impl Guest for X86State {
     fn poll(core: &mut Core<Self>, bus: &mut Self::Bus) -> Option<Stop> {
         if core.guest.reset_requested {
             return Some(Stop::Guest(stop::RESET));
+        }
+        if bus.take_stop_request() {
+            return Some(Stop::Guest(stop::ATTENTION));
         }
         if core.guest.irq_shadow {
             core.guest.irq_shadow = false;
