@@ -100,7 +100,10 @@ step "4. busybox initramfs"
 pkgs=$WORK/pkgs; mkdir -p "$pkgs"
 v=$(apt-cache policy busybox-static | awk '/Candidate:/{print $2}')
 [ -n "$v" ] && [ "$v" != "(none)" ] || { echo "no candidate for busybox-static (apt-get update?)" >&2; exit 1; }
-bbdeb=$(for x in "$pkgs"/busybox-static_*_amd64.deb; do [ -f "$x" ] && [ "$(dpkg-deb -f "$x" Version)" = "$v" ] && echo "$x"; done | head -n1)
+bbdeb=""
+for x in "$pkgs"/busybox-static_*_amd64.deb; do
+  if [ -f "$x" ] && [ "$(dpkg-deb -f "$x" Version)" = "$v" ]; then bbdeb=$x; break; fi
+done
 if [ -z "$bbdeb" ]; then
   (cd "$pkgs" && run apt-get download -q -o APT::Sandbox::User=root "busybox-static=$v")
   bbdeb=$(ls -t "$pkgs"/busybox-static_*_amd64.deb | head -n1)
@@ -109,7 +112,7 @@ echo "busybox-static $(dpkg-deb -f "$bbdeb" Version)"
 rm -rf "$WORK/busybox" && mkdir -p "$WORK/busybox" && dpkg-deb -x "$bbdeb" "$WORK/busybox"
 
 # What guest.bench=1 must print, computed here with coreutils on the same pattern.
-seq 1 200000 | head -c 1048576 > "$WORK/chunk"
+seq 1 200000 > "$WORK/seq"; head -c 1048576 "$WORK/seq" > "$WORK/chunk"; rm -f "$WORK/seq"  # no pipe: SIGPIPE + pipefail
 for k in $(seq 16); do cat "$WORK/chunk"; done > "$WORK/pattern"
 bench_sha256=$(sha256sum < "$WORK/pattern" | cut -d' ' -f1)
 bench_md5=$(head -c 4194304 "$WORK/pattern" | md5sum | cut -d' ' -f1)
