@@ -258,9 +258,11 @@ pub fn fuse(ops: &mut [Op]) {
     for i in 1..ops.len() {
         if let Zx32 { d, a: t } = ops[i] {
             let fused = match ops[i - 1] {
-                Add { d: t2, a, b } if t2 == t => Some(Add32 { d, a, b }),
-                Sub { d: t2, a, b } if t2 == t => Some(Sub32 { d, a, b }),
-                AddI { d: t2, a, imm } if t2 == t => Some(AddI32 { d, a, imm }),
+                // The fused op re-reads the first op's sources after the first op ran, so
+                // it is only equivalent when the first op did not overwrite one of them.
+                Add { d: t2, a, b } if t2 == t && t != a && t != b => Some(Add32 { d, a, b }),
+                Sub { d: t2, a, b } if t2 == t && t != a && t != b => Some(Sub32 { d, a, b }),
+                AddI { d: t2, a, imm } if t2 == t && t != a => Some(AddI32 { d, a, imm }),
                 _ => None,
             };
             if let Some(f) = fused {
@@ -396,4 +398,146 @@ pub fn optimize(ops: &mut Vec<Op>, cfg: &OptConfig) {
     // A second round catches what the first exposed (folded branches, dead copies).
     propagate(ops, cfg);
     eliminate_dead(ops, cfg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Cond;
+
+    fn cfg() -> OptConfig {
+        OptConfig {
+            first_temp: 16,
+            trap_live: SlotSet::below(16),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn fuse_only_when_the_first_op_keeps_its_sources() {
+        // `t = t + b; d = zx32(t)` must not become `d = zx32(t + b)` (t already updated).
+        let mut ops = [
+            Op::Add {
+                d: 20,
+                a: 20,
+                b: 21,
+            },
+            Op::Zx32 { d: 1, a: 20 },
+        ];
+        fuse(&mut ops);
+        assert_eq!(ops[1], Op::Zx32 { d: 1, a: 20 });
+        let mut ops = [
+            Op::AddI {
+                d: 20,
+                a: 20,
+                imm: 1,
+            },
+            Op::Zx32 { d: 1, a: 20 },
+        ];
+        fuse(&mut ops);
+        assert_eq!(ops[1], Op::Zx32 { d: 1, a: 20 });
+        let mut ops = [
+            Op::Sub {
+                d: 20,
+                a: 21,
+                b: 20,
+            },
+            Op::Zx32 { d: 1, a: 20 },
+        ];
+        fuse(&mut ops);
+        assert_eq!(ops[1], Op::Zx32 { d: 1, a: 20 });
+        // The ordinary case still fuses.
+        let mut ops = [Op::Sub { d: 20, a: 1, b: 2 }, Op::Zx32 { d: 1, a: 20 }];
+        fuse(&mut ops);
+        assert_eq!(ops[1], Op::Sub32 { d: 1, a: 1, b: 2 });
+    }
+
+    #[test]
+    fn helper_calls_forget_globals_but_not_temps() {
+        let mut ops = vec![
+            Op::Const { d: 1, imm: 5 },
+            Op::Const { d: 20, imm: 6 },
+            Op::Mov { d: 21, a: 2 },
+            Op::Call {
+                f: 0,
+                d: 22,
+                a: 0,
+                b: 0,
+                c: 0,
+            },
+            Op::Add { d: 3, a: 1, b: 20 },
+            Op::Mov { d: 4, a: 21 },
+            Op::Exit { code: 0 },
+        ];
+        optimize(&mut ops, &cfg());
+        // r1 may have been changed by the helper: not folded; the temp constant is.
+        assert_eq!(ops[4], Op::AddI { d: 3, a: 1, imm: 6 });
+        // r21 is a copy of r2 from before the call: must not be read as r2 after it.
+        assert_eq!(ops[5], Op::Mov { d: 4, a: 21 });
+    }
+
+    #[test]
+    fn trap_live_writes_survive_until_the_memory_op() {
+        let mut ops = vec![
+            Op::InsnStart { n: 0 },
+            Op::Const { d: 1, imm: 5 },
+            Op::InsnStart { n: 1 },
+            Op::St64 {
+                v: 2,
+                a: 3,
+                disp: 0,
+                mmu: 0,
+            },
+            Op::InsnStart { n: 2 },
+            Op::Const { d: 1, imm: 9 },
+            Op::Const { d: 20, imm: 1 },
+            Op::Exit { code: 0 },
+        ];
+        optimize(&mut ops, &cfg());
+        assert_eq!(ops[1], Op::Const { d: 1, imm: 5 });
+        assert_eq!(ops[6], Op::Nop, "dead temporary");
+    }
+
+    #[test]
+    fn encode_resolves_labels_and_clamps_stray_branches() {
+        let ops = [
+            Op::InsnStart { n: 0 },
+            Op::BrCond {
+                a: 1,
+                b: 2,
+                cond: Cond::Eq,
+                t: 0,
+            },
+            Op::Nop,
+            Op::Const { d: 1, imm: 1 },
+            Op::Label { id: 0 },
+            Op::InsnStart { n: 1 },
+            Op::Br { t: 7 },
+        ];
+        let e = encode(&ops);
+        assert_eq!(e.insn_ops, vec![0, 2]);
+        assert_eq!(
+            e.code,
+            vec![
+                Op::BrCond {
+                    a: 1,
+                    b: 2,
+                    cond: Cond::Eq,
+                    t: 2
+                },
+                Op::Const { d: 1, imm: 1 },
+                Op::Br { t: 3 },
+                Op::Exit {
+                    code: EXIT_FELL_OFF
+                },
+            ]
+        );
+        // An empty block still ends in an exit.
+        assert_eq!(
+            encode(&[]).code,
+            vec![Op::Exit {
+                code: EXIT_FELL_OFF
+            }]
+        );
+    }
 }
