@@ -393,3 +393,8 @@ pub fn unmap(e: &mut Engine<Toy>, page: u64) {
 pub fn map(e: &mut Engine<Toy>, page: u64) {
     e.core.guest.not_present.remove(&(page & !0xfff));
 }
+
+/// An engine with `ram` bytes of RAM (small RAM for tests that make many engines).
+pub fn engine_with_ram(ram: u64) -> Engine<Toy> {
+    Engine::new(Core::new(Memory::new(ram, 0).unwrap(), Toy::default()))
+}
