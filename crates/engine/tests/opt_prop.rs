@@ -146,6 +146,7 @@ fn item() -> impl Strategy<Value = Item> {
     ]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn alu(
     kind: u8,
     d: Slot,
