@@ -121,6 +121,7 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
         trace: o.trace,
+        virtio_legacy: o.virtio_mmio_force_legacy,
     };
     let clock = InstantClock::new();
     let mut machine = Machine::new(config, Box::new(clock)).map_err(|e| e.to_string())?;

@@ -40,4 +40,7 @@ pub struct MachineConfig {
     pub rtc_epoch_secs: u64,
     /// What to trace (`-d`), written through the `log` crate at target `tci64::trace`.
     pub trace: TraceFlags,
+    /// virtio-mmio transports in legacy (version 1) form, as QEMU's default; `false` = modern
+    /// (version 2).
+    pub virtio_legacy: bool,
 }

@@ -5,12 +5,20 @@
 //! the web crate) hand it bytes and a [`HostClock`], and read serial output back.
 
 pub mod boot;
+pub mod board;
 pub mod config;
 pub mod error;
 pub mod memmap;
 
 pub use config::{DiskConfig, MachineConfig, TraceFlags};
 pub use error::MachineError;
+
+use board::{Board, VirtioSlotDev, VirtualClock};
+use memmap::MemoryMap;
+use tci64_devices::virtio::blk::VirtioBlk;
+use tci64_devices::virtio::mmio::VirtioMmio;
+use tci64_devices::virtio::{GuestMemory, MemError};
+use tci64_x86::{Cpu, CpuExit, LongModeEntry};
 
 /// Why [`Machine::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,40 +67,213 @@ pub struct Stats {
 
 /// A PC: one x86-64 CPU, RAM, and the devices.
 pub struct Machine {
-    _private: (),
+    cpu: Cpu,
+    board: Board,
+    /// The kernel's entry state, for reporting.
+    pub boot: boot::BootInfo,
+    halted_since_ns: Option<u64>,
 }
+
+/// Guest RAM seen by devices (DMA), keeping translated code coherent.
+struct DmaMemory<'a>(&'a mut Cpu);
+
+impl GuestMemory for DmaMemory<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        if self.0.read_phys(addr, buf) {
+            Ok(())
+        } else {
+            Err(MemError { addr, len: buf.len() as u64 })
+        }
+    }
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemError> {
+        // Check first so a bad range writes nothing.
+        let mut probe = [0u8; 1];
+        let last = addr.wrapping_add(buf.len().saturating_sub(1) as u64);
+        if !buf.is_empty() && (!self.0.read_phys(addr, &mut probe) || !self.0.read_phys(last, &mut probe)) {
+            return Err(MemError { addr, len: buf.len() as u64 });
+        }
+        if self.0.write_phys(addr, buf) {
+            Ok(())
+        } else {
+            Err(MemError { addr, len: buf.len() as u64 })
+        }
+    }
+}
+
+/// Instructions per CPU slice: devices are updated between slices.
+const SLICE: u64 = 50_000;
 
 impl Machine {
     /// Build the machine, load the kernel and initrd, and put the CPU at the kernel's 64-bit entry.
-    pub fn new(_config: MachineConfig, _clock: Box<dyn HostClock>) -> Result<Self, MachineError> {
-        Err(MachineError::Config(
-            "the machine is not built yet (issue 7)".to_string(),
-        ))
+    pub fn new(config: MachineConfig, clock: Box<dyn HostClock>) -> Result<Self, MachineError> {
+        let map = MemoryMap::new(config.ram_bytes, config.disks.len())
+            .map_err(|e| MachineError::Config(format!("-m {}: {e}", config.ram_bytes)))?;
+        let mut cpu = Cpu::new(map.low_ram_end(), map.high_ram_bytes())
+            .map_err(|e| MachineError::Config(e.to_string()))?;
+        let cmdline = boot::kernel_cmdline(&config.cmdline, &map);
+        let info = boot::load_linux(
+            cpu.core_mut().mem.ram_mut(),
+            &config.kernel,
+            config.initrd.as_deref(),
+            &cmdline,
+            &map,
+        )
+        .map_err(|e| e.for_file(&config.kernel_name))?;
+        cpu.enter_long_mode(&LongModeEntry {
+            rip: info.entry_rip,
+            rsi: info.rsi,
+            rsp: info.rsp,
+            cr3: info.cr3,
+            gdt_base: info.gdt_base,
+            gdt_limit: info.gdt_limit,
+            cs: info.cs,
+            ds: info.ds,
+        });
+        {
+            let c = cpu.core_mut();
+            let t = config.trace;
+            c.trace = tci64_engine::Trace { in_asm: false, op: t.op, op_opt: t.op_opt, exec: t.exec };
+            c.guest.trace_in_asm = t.in_asm;
+            c.guest.trace_int = t.int;
+            c.guest.trace_unimp = t.unimp;
+        }
+        let mut virtio = Vec::new();
+        for (i, d) in config.disks.into_iter().enumerate() {
+            let slot = map
+                .disk_slot(i)
+                .ok_or_else(|| MachineError::Config(format!("no virtio-mmio slot for disk {i}")))?;
+            let blk = VirtioBlk::new(d.backend, d.read_only);
+            virtio.push(VirtioSlotDev {
+                base: slot.base,
+                size: slot.size,
+                irq: slot.irq,
+                dev: VirtioMmio::new(blk, config.virtio_legacy),
+            });
+        }
+        let vclock = VirtualClock::new(clock, config.icount_shift);
+        let board = Board::new(vclock, map, config.rtc_epoch_secs, virtio);
+        log::info!(
+            "loaded {} ({:?}, protocol {:#x}) entry {:#x}, command line: {cmdline}",
+            config.kernel_name,
+            info.format,
+            info.protocol,
+            info.entry_rip
+        );
+        Ok(Machine { cpu, board, boot: info, halted_since_ns: None })
+    }
+
+    /// Finish queue notifications that needed guest memory, and refresh interrupt lines.
+    fn service_devices(&mut self) {
+        let notifies = std::mem::take(&mut self.board.notifies);
+        for (i, value) in notifies {
+            let v = &mut self.board.virtio[i];
+            v.dev.mmio_write(
+                tci64_devices::virtio::mmio::REG_QUEUE_NOTIFY,
+                &value.to_le_bytes(),
+                &mut DmaMemory(&mut self.cpu),
+            );
+        }
+        self.board.clock.slice_icount = self.cpu.icount();
+        let now = self.board.clock.now();
+        self.board.update_irqs(now);
     }
 
     /// Run at most `budget` guest instructions, or until an event (see [`RunExit`]).
-    pub fn run(&mut self, _budget: u64) -> RunExit {
-        RunExit::Halted
+    pub fn run(&mut self, budget: u64) -> RunExit {
+        let end = self.cpu.icount().saturating_add(budget);
+        loop {
+            self.service_devices();
+            if self.board.reset {
+                self.board.reset = false;
+                return RunExit::Reset;
+            }
+            let now_icount = self.cpu.icount();
+            if now_icount >= end {
+                return RunExit::Budget;
+            }
+            let mut slice = (end - now_icount).min(SLICE);
+            if let Some(shift) = self.board.clock.icount_shift {
+                // Deterministic time: stop exactly at the next device deadline.
+                let now = self.board.clock.now();
+                if let Some(dl) = self.board.next_deadline(now) {
+                    let insns = (dl.saturating_sub(now) >> shift).max(1);
+                    slice = slice.min(insns);
+                }
+            }
+            match self.cpu.run(&mut self.board, slice) {
+                CpuExit::Budget => {}
+                CpuExit::Reset => return RunExit::Reset,
+                CpuExit::Halted { interrupts_enabled } => {
+                    self.service_devices();
+                    if self.board.pic.interrupt_pending() && interrupts_enabled {
+                        continue;
+                    }
+                    if !interrupts_enabled && self.board.notifies.is_empty() {
+                        return RunExit::Halted;
+                    }
+                    let now = self.board.clock.now();
+                    let until = self.board.next_deadline(now).unwrap_or(now + 10_000_000);
+                    if self.board.clock.icount_shift.is_some() {
+                        // Idle time passes at once in deterministic mode.
+                        self.board.clock.idle_ns += until.saturating_sub(now);
+                        continue;
+                    }
+                    self.halted_since_ns.get_or_insert(now);
+                    return RunExit::Idle { until_ns: until };
+                }
+            }
+        }
     }
 
     /// Feed bytes typed by the user to the serial port; returns how many were accepted (the
     /// rest must be offered again later).
-    pub fn serial_input(&mut self, _bytes: &[u8]) -> usize {
-        0
+    pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
+        let n = self.board.uart.receive(bytes);
+        self.board.pic.set_irq(board::UART_IRQ, self.board.uart.irq_level());
+        n
     }
 
     /// Take the bytes the guest wrote to the serial port since the last call.
     pub fn take_serial_output(&mut self) -> Vec<u8> {
-        Vec::new()
+        self.board.uart.take_output()
+    }
+
+    /// Virtual time now, in nanoseconds since power-on.
+    pub fn now_ns(&self) -> u64 {
+        self.board.clock.now_at(self.cpu.icount())
     }
 
     /// The counters so far.
     pub fn stats(&self) -> Stats {
-        Stats::default()
+        let s = &self.cpu.core().stats;
+        Stats {
+            guest_instructions: self.cpu.icount(),
+            ops_executed: s.ops_executed,
+            tbs_translated: s.tbs_translated,
+            tbs_invalidated: s.tbs_invalidated,
+            chain_hits: s.chain_hits,
+            jump_cache_hits: s.jump_cache_hits,
+            tb_lookups: s.hash_lookups,
+            tlb_misses: s.tlb_misses,
+            tlb_accesses: s.tlb_slow,
+            virtual_ns: self.now_ns(),
+        }
     }
 
     /// Flush every disk backend (called at exit).
     pub fn flush_disks(&mut self) -> Result<(), MachineError> {
+        for v in &mut self.board.virtio {
+            v.dev
+                .device_mut()
+                .backend_mut()
+                .flush()
+                .map_err(|e| MachineError::Config(format!("flushing a disk: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// The CPU (for tests and debugging).
+    pub fn cpu(&self) -> &Cpu {
+        &self.cpu
     }
 }

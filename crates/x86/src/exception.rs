@@ -32,35 +32,19 @@ pub fn deliver(c: &mut Core<X86>, bus: &mut Bus, ev: Event) {
     }
     c.guest.halted = false;
     let mut ev = ev;
-    let mut first: Option<u8> = None;
-    loop {
+    for _ in 0..4 {
         match deliver_once(c, bus, ev) {
             Ok(()) => return,
             Err(Nested(v, code)) => {
-                let prev = first.unwrap_or(ev.vector);
-                if ev.vector == vec::DF || (first.is_some() && ev.vector == vec::DF) {
-                    log::warn!(
-                        "triple fault (while delivering #DF) at rip={:#x}",
-                        c.regs.0[RIP as usize]
-                    );
-                    c.guest.reset_requested = true;
-                    return;
+                if ev.vector == vec::DF {
+                    break;
                 }
-                let df = (contributory(prev) && contributory(v))
-                    || (prev == vec::PF && (contributory(v) || v == vec::PF));
-                first = Some(prev);
+                let df = (contributory(ev.vector) && contributory(v))
+                    || (ev.vector == vec::PF && (contributory(v) || v == vec::PF));
                 ev = if df {
-                    Event {
-                        vector: vec::DF,
-                        error_code: Some(0),
-                        kind: EventKind::Exception,
-                    }
+                    Event { vector: vec::DF, error_code: Some(0), kind: EventKind::Exception }
                 } else {
-                    Event {
-                        vector: v,
-                        error_code: code,
-                        kind: EventKind::Exception,
-                    }
+                    Event { vector: v, error_code: code, kind: EventKind::Exception }
                 };
                 if c.guest.trace_int {
                     log::info!(target: "tci64::trace", "  delivery failed: {v:#x}; now delivering {:#x}", ev.vector);
@@ -68,6 +52,8 @@ pub fn deliver(c: &mut Core<X86>, bus: &mut Bus, ev: Event) {
             }
         }
     }
+    log::warn!("triple fault at rip={:#x}", c.regs.0[RIP as usize]);
+    c.guest.reset_requested = true;
 }
 
 fn read_sys(c: &mut Core<X86>, bus: &mut Bus, addr: u64, size: usize) -> Result<u64, Nested> {
