@@ -7,12 +7,14 @@ pub mod bus;
 pub mod cpu;
 pub mod exception;
 pub mod flags;
+pub mod fpu;
 #[macro_use]
 pub mod helpers;
 pub mod hflags;
 pub mod mmu;
 pub mod regs;
 pub mod state;
+pub mod system;
 pub mod translate;
 
 pub use bus::X86Bus;

@@ -1,13 +1,304 @@
-//! Instruction family: SSE through SSE4.2.
+//! Instruction family: SSE/SSE2 (plus the SSE3 moves). Each instruction is one call of the
+//! SSE helper ([`crate::fpu::sse::h_sse`]) with a control word; memory sources are loaded in
+//! IR first (so faults happen before any register changes), stores go through a helper.
 
+use super::operand::gpr;
 use super::{Flow, Tr};
+use crate::fpu::fxsave;
+use crate::fpu::sse::{self as fs, ctl, SseOp, CTL_GPR_DST};
 use crate::helpers::{base, Helper};
+use crate::hflags;
+use crate::regs::DS_BASE;
+use crate::state::vec;
+use iced_x86::{Mnemonic, OpKind, Register};
+use tci64_engine::{Cond, Op, Slot};
+
+helpers!(pub enum SseH @ base::SSE; {
+    OP => fs::h_sse,
+    XMM_GET => fs::h_xmm_get,
+    XMM_STORE => fs::h_xmm_store,
+    LDMXCSR => fs::h_ldmxcsr,
+    STMXCSR => fs::h_stmxcsr,
+    MASKMOV => fs::h_maskmov,
+    FXSAVE => fxsave::h_fxsave,
+    FXRSTOR => fxsave::h_fxrstor,
+});
 
 /// This family's helpers: (first id, end of range, table).
-pub const HELPERS: (u16, u16, &[Helper]) = (base::SSE, base::X87, &[]);
+pub const HELPERS: (u16, u16, &[Helper]) = (base::SSE, base::X87, SseH::TABLE);
+
+fn xmm_num(r: Register) -> u64 {
+    (r as u32 - Register::XMM0 as u32) as u64 & 15
+}
+
+/// Exceptions common to SSE instructions: EM → #UD, !OSFXSR → #UD, TS → #NM.
+fn sse_check(t: &mut Tr) -> Option<Flow> {
+    if t.hf & hflags::EM != 0 || t.hf & hflags::OSFXSR == 0 {
+        return Some(t.raise(vec::UD, None));
+    }
+    if t.hf & hflags::TS != 0 {
+        return Some(t.raise(vec::NM, None));
+    }
+    None
+}
+
+/// #GP(0) unless `a + disp` is 16-byte aligned.
+fn check_align16(t: &mut Tr, a: Slot, disp: i32) {
+    let ad = t.b.addi(a, disp as i64);
+    let ok = t.b.label();
+    t.b.push(Op::BrCondI {
+        a: ad,
+        imm: 15,
+        cond: Cond::TstZ,
+        t: ok,
+    });
+    t.call_k(super::CoreH::RAISE.id(), vec::GP as u64, 0, 1);
+    t.b.set_label(ok);
+}
+
+/// Memory operands of these may be misaligned.
+fn unaligned_ok(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Movups | Mnemonic::Movupd | Mnemonic::Movdqu | Mnemonic::Lddqu
+    )
+}
+
+/// Load the memory operand (its size from the instruction) into (lo, hi).
+fn load_mem(t: &mut Tr, align: bool) -> (Slot, Slot) {
+    let size = t.insn.memory_size().size();
+    let (a, disp) = t.ea();
+    if size == 16 {
+        if align {
+            check_align16(t, a, disp);
+        }
+        let lo = t.ld(8, a, disp);
+        let hi = t.ld(8, a, disp.wrapping_add(8));
+        (lo, hi)
+    } else {
+        let lo = t.ld(size.clamp(1, 8), a, disp);
+        let z = t.b.konst(0);
+        (lo, z)
+    }
+}
+
+/// Address (`slot + disp`) as one slot.
+fn addr_slot(t: &mut Tr) -> Slot {
+    let (a, disp) = t.ea();
+    if disp == 0 {
+        a
+    } else {
+        t.b.addi(a, disp as i64)
+    }
+}
 
 /// Translate this family's instructions; `None` for anything else.
 pub fn translate(t: &mut Tr) -> Option<Flow> {
-    let _ = t;
-    None
+    let m = t.insn.mnemonic();
+    match m {
+        Mnemonic::Lfence
+        | Mnemonic::Sfence
+        | Mnemonic::Mfence
+        | Mnemonic::Prefetchnta
+        | Mnemonic::Prefetcht0
+        | Mnemonic::Prefetcht1
+        | Mnemonic::Prefetcht2
+        | Mnemonic::Prefetchw => return Some(Flow::Next),
+        Mnemonic::Ldmxcsr | Mnemonic::Stmxcsr => {
+            if let Some(f) = sse_check(t) {
+                return Some(f);
+            }
+            let (a, disp) = t.ea();
+            if m == Mnemonic::Ldmxcsr {
+                let v = t.ld(4, a, disp);
+                let z = t.b.konst(0);
+                t.call(SseH::LDMXCSR.id(), v, z, z);
+            } else {
+                let z = t.b.konst(0);
+                let v = t.call(SseH::STMXCSR.id(), z, z, z);
+                t.st(4, a, disp, v);
+            }
+            return Some(Flow::Next);
+        }
+        Mnemonic::Fxsave | Mnemonic::Fxsave64 | Mnemonic::Fxrstor | Mnemonic::Fxrstor64 => {
+            if t.hf & (hflags::EM | hflags::TS) != 0 {
+                return Some(t.raise(vec::NM, None));
+            }
+            let a = addr_slot(t);
+            let mut f = 0;
+            if matches!(m, Mnemonic::Fxsave64 | Mnemonic::Fxrstor64) {
+                f |= fxsave::REXW;
+            }
+            if t.long64() {
+                f |= fxsave::MODE64;
+            }
+            let kf = t.b.konst(f);
+            let id = if matches!(m, Mnemonic::Fxsave | Mnemonic::Fxsave64) {
+                SseH::FXSAVE.id()
+            } else {
+                SseH::FXRSTOR.id()
+            };
+            t.call(id, a, kf, kf);
+            return Some(Flow::Next);
+        }
+        Mnemonic::Movnti => {
+            // A plain GPR store.
+            let size = t.op_size(1);
+            let dst = t.loc(0);
+            let src = t.loc(1);
+            let v = t.read_raw(src, size);
+            t.write(dst, size, v);
+            return Some(Flow::Next);
+        }
+        Mnemonic::Maskmovdqu => {
+            if let Some(f) = sse_check(t) {
+                return Some(f);
+            }
+            // Implicit DS:[rDI] (or the overriding segment).
+            if !matches!(
+                t.insn.op_kind(0),
+                OpKind::MemorySegRDI | OpKind::MemorySegEDI | OpKind::MemorySegDI
+            ) {
+                return None;
+            }
+            let a = addr_slot_rdi(t);
+            let regs = xmm_num(t.insn.op_register(1)) | xmm_num(t.insn.op_register(2)) << 4;
+            let k = t.b.konst(regs);
+            let z = t.b.konst(0);
+            t.call(SseH::MASKMOV.id(), a, k, z);
+            return Some(Flow::Next);
+        }
+        _ => {}
+    }
+    let op = SseOp::from_mnemonic(m)?;
+    let n = t.insn.op_count();
+    let mut has_xmm = false;
+    for i in 0..n {
+        if t.insn.op_kind(i) == OpKind::Register {
+            let r = t.insn.op_register(i);
+            if r.is_mm() {
+                return None;
+            }
+            has_xmm |= r.is_xmm();
+        }
+    }
+    if !has_xmm {
+        // String MOVSD/CMPSD.
+        return None;
+    }
+    if let Some(f) = sse_check(t) {
+        return Some(f);
+    }
+    let mut k = op as u64;
+    if n >= 3 && t.insn.op_kind(n - 1) == OpKind::Immediate8 {
+        k |= (t.insn.immediate(n - 1) & 0xff) << ctl::IMM_SHIFT;
+    }
+    let k0 = t.insn.op_kind(0);
+    // Stores: memory destination.
+    if k0 == OpKind::Memory {
+        let src = xmm_num(t.insn.op_register(1));
+        let size = t.insn.memory_size().size();
+        let (a, disp) = t.ea();
+        if size == 16 && !unaligned_ok(m) {
+            check_align16(t, a, disp);
+        }
+        let ad = if disp == 0 {
+            a
+        } else {
+            t.b.addi(a, disp as i64)
+        };
+        let hi = matches!(m, Mnemonic::Movhps | Mnemonic::Movhpd) as u64;
+        let kr = t.b.konst(src | hi << 4);
+        let ks = t.b.konst(size as u64);
+        t.call(SseH::XMM_STORE.id(), ad, kr, ks);
+        return Some(Flow::Next);
+    }
+    let r0 = t.insn.op_register(0);
+    let gpr_dst = gpr(r0).is_some();
+    if gpr_dst {
+        k |= CTL_GPR_DST;
+        if r0.size() == 8 {
+            k |= ctl::W64;
+        }
+    } else {
+        k |= xmm_num(r0) << ctl::DST_SHIFT;
+    }
+    let (lo, hi) = match t.insn.op_kind(1) {
+        OpKind::Register => {
+            let r1 = t.insn.op_register(1);
+            if r1.is_xmm() {
+                k |= xmm_num(r1) << ctl::SRC_SHIFT;
+                let z = t.b.konst(0);
+                (z, z)
+            } else {
+                k |= ctl::SRC_ARG;
+                if r1.size() == 8 {
+                    k |= ctl::W64;
+                }
+                let v = t.read_reg(r1);
+                let z = t.b.konst(0);
+                (v, z)
+            }
+        }
+        OpKind::Memory => {
+            k |= ctl::SRC_ARG;
+            if t.insn.memory_size().size() == 8
+                && matches!(m, Mnemonic::Cvtsi2ss | Mnemonic::Cvtsi2sd)
+            {
+                k |= ctl::W64;
+            }
+            let align = t.insn.memory_size().size() == 16 && !unaligned_ok(m);
+            load_mem(t, align)
+        }
+        OpKind::Immediate8 => {
+            k |= ctl::SRC_IMM | (t.insn.immediate(1) & 0xff) << ctl::IMM_SHIFT;
+            k |= xmm_num(r0) << ctl::SRC_SHIFT;
+            let z = t.b.konst(0);
+            (z, z)
+        }
+        _ => return None,
+    };
+    let kk = t.b.konst(k);
+    let r = t.call(SseH::OP.id(), lo, hi, kk);
+    if gpr_dst {
+        t.write_reg(r0, r);
+    }
+    if matches!(
+        op,
+        SseOp::Comiss | SseOp::Ucomiss | SseOp::Comisd | SseOp::Ucomisd
+    ) {
+        t.cc_dynamic();
+    }
+    Some(Flow::Next)
+}
+
+/// DS:[rDI] (or the overriding segment) for MASKMOVDQU.
+fn addr_slot_rdi(t: &mut Tr) -> Slot {
+    let seg = t.insn.memory_segment();
+    let (di, width) = match t.insn.op_kind(0) {
+        OpKind::MemorySegRDI => (crate::regs::RDI, 8),
+        OpKind::MemorySegEDI => (crate::regs::RDI, 4),
+        _ => (crate::regs::RDI, 2),
+    };
+    let off = t.zx(di, width);
+    let base = match seg {
+        Register::FS => Some(crate::regs::FS_BASE),
+        Register::GS => Some(crate::regs::GS_BASE),
+        _ if t.long64() || t.hf & hflags::ADDSEG == 0 => None,
+        Register::ES => Some(crate::regs::ES_BASE),
+        Register::SS => Some(crate::regs::SS_BASE),
+        Register::CS => Some(crate::regs::CS_BASE),
+        _ => Some(DS_BASE),
+    };
+    match base {
+        None => off,
+        Some(b) => {
+            let s = t.b.bin(tci64_engine::mk::add, off, b);
+            if t.long64() {
+                s
+            } else {
+                t.zx(s, 4)
+            }
+        }
+    }
 }
