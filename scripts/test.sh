@@ -2,6 +2,7 @@
 # test.sh: everything CI checks, in order. Run from anywhere: bash scripts/test.sh
 #   fmt -> clippy (deny warnings) -> wasm64 build of every crate -> web package + node smoke
 #   test -> cargo test --workspace (last, so its summary closes the output)
+#   bash scripts/test.sh [PHASE...]   only the named phases (fmt clippy wasm64 web node-test cargo-test)
 # Set TCI64_SKIP_SETUP=1 to skip scripts/setup.sh (CI runs it first itself).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,9 +10,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "${TCI64_SKIP_SETUP:-}" = 1 ] || bash scripts/setup.sh
 export TCI64_SKIP_SETUP=1
 
+only=" $* "
 timings=()
 phase() {
   local name=$1; shift
+  [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 0
   echo "==> $name: $*"
   local t0=$SECONDS
   "$@"
