@@ -110,7 +110,9 @@ fn fp_lane(env: &mut Env, daz: bool, fmt: Fmt, op: FOp, a: u64, b: u64) -> u64 {
             }
             return soft::pack(fmt, vb.quiet());
         }
-        let _ = input(env, daz, fmt, b, true);
+        if !vb.sign() || matches!(vb, Val::Zero(_)) {
+            let _ = input(env, daz, fmt, b, true);
+        }
         return soft::pack(fmt, soft::sqrt(env, fmt, vb));
     }
     if va.is_nan() || vb.is_nan() {
@@ -118,12 +120,15 @@ fn fp_lane(env: &mut Env, daz: bool, fmt: Fmt, op: FOp, a: u64, b: u64) -> u64 {
             env.flags |= soft::IE;
         }
         if matches!(op, FOp::Min | FOp::Max) {
-            return b;
+            // The second operand (after DAZ) whatever it is.
+            return soft::pack(fmt, vb);
         }
         return soft::pack(fmt, if va.is_nan() { va.quiet() } else { vb.quiet() });
     }
-    let _ = input(env, daz, fmt, a, true);
-    let _ = input(env, daz, fmt, b, true);
+    if !(op == FOp::Div && matches!(vb, Val::Zero(_))) {
+        let _ = input(env, daz, fmt, a, true);
+        let _ = input(env, daz, fmt, b, true);
+    }
     let r = match op {
         FOp::Add => soft::add(env, fmt, va, vb),
         FOp::Sub => soft::add(env, fmt, va, vb.negate()),
@@ -149,8 +154,7 @@ fn fp_lane(env: &mut Env, daz: bool, fmt: Fmt, op: FOp, a: u64, b: u64) -> u64 {
 }
 
 fn cmp_lane(env: &mut Env, daz: bool, fmt: Fmt, pred: u8, a: u64, b: u64) -> bool {
-    let va = input(env, daz, fmt, a, true);
-    let vb = input(env, daz, fmt, b, true);
+    let (va, vb) = cmp_inputs(env, daz, fmt, a, b);
     let signaling = matches!(pred & 7, 1 | 2 | 5 | 6);
     if va.is_snan() || vb.is_snan() || (signaling && (va.is_nan() || vb.is_nan())) {
         env.flags |= soft::IE;
@@ -166,6 +170,17 @@ fn cmp_lane(env: &mut Env, daz: bool, fmt: Fmt, pred: u8, a: u64, b: u64) -> boo
         6 => !(c == Cmp::Lt || c == Cmp::Eq),
         _ => c != Cmp::Un,
     }
+}
+
+/// Comparison inputs: a NaN in either operand suppresses the denormal flag.
+fn cmp_inputs(env: &mut Env, daz: bool, fmt: Fmt, a: u64, b: u64) -> (Val, Val) {
+    let va = input(env, daz, fmt, a, false);
+    let vb = input(env, daz, fmt, b, false);
+    if !va.is_nan() && !vb.is_nan() {
+        input(env, daz, fmt, a, true);
+        input(env, daz, fmt, b, true);
+    }
+    (va, vb)
 }
 
 /// Float to integer lane with the x86 "integer indefinite" on failure.
@@ -590,8 +605,7 @@ pub fn h_sse(c: &mut Core<X86>, _: &mut Bus, lo: u64, hi: u64, k: u64) -> Result
                 F64
             };
             let w = fmt_width(fmt);
-            let va = input(&mut env, daz, fmt, lane(d, w, 0), true);
-            let vb = input(&mut env, daz, fmt, lane(s, w, 0), true);
+            let (va, vb) = cmp_inputs(&mut env, daz, fmt, lane(d, w, 0), lane(s, w, 0));
             let ordered = matches!(op, Comiss | Comisd);
             if va.is_snan() || vb.is_snan() || (ordered && (va.is_nan() || vb.is_nan())) {
                 env.flags |= soft::IE;
