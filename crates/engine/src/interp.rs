@@ -23,17 +23,28 @@ macro_rules! r {
     };
 }
 
-/// Execute one block. `code` must come from [`crate::opt::encode`] (it ends in an exit and
-/// all branch targets are in range).
+/// Execute one block. `code` should come from [`crate::opt::encode`] (it ends in an exit and
+/// all branch targets are in range); anything else ends the block with
+/// `TbExit::Guest(EXIT_FELL_OFF)` instead of running off the code.
 #[inline(never)]
 pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -> TbExit {
+    // `exec_block` is a safe public function, so the invariants the unchecked fetch below
+    // relies on are enforced here rather than assumed from `encode`: the block must end in
+    // an unconditional exit or branch (checked once), and branch targets are checked when
+    // taken (one compare per taken branch).
+    if !matches!(
+        code.last(),
+        Some(Op::Goto { .. } | Op::GotoPtr | Op::Exit { .. } | Op::Br { .. })
+    ) {
+        return TbExit::Guest(crate::opt::EXIT_FELL_OFF);
+    }
     let mut pc = 0usize;
     let mut n_ops = 0u64;
     let exit = loop {
         debug_assert!(pc < code.len());
-        // SAFETY: `encode` guarantees the block ends in an unconditional exit or branch and
-        // clamps every branch target to a valid index (len-1 at most after the appended
-        // tail exit), so `pc` never leaves `0..code.len()`.
+        // SAFETY: `pc` starts at 0 < len (the block is not empty); it only grows by one past
+        // ops that are not unconditional exits or branches, and the last op is one, so it
+        // stays below len; taken branches are bounds-checked before `pc` is set.
         let op = unsafe { *code.get_unchecked(pc) };
         pc += 1;
         n_ops += 1;
@@ -219,14 +230,25 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
                     }
                 }
             }
-            Op::Br { t } => pc = t as usize,
+            Op::Br { t } => {
+                if t as usize >= code.len() {
+                    break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
+                }
+                pc = t as usize
+            }
             Op::BrCond { a, b, cond, t } => {
                 if cond.eval(r!(core, a), r!(core, b)) {
+                    if t as usize >= code.len() {
+                        break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
+                    }
                     pc = t as usize;
                 }
             }
             Op::BrCondI { a, imm, cond, t } => {
                 if cond.eval(r!(core, a), imm as i64 as u64) {
+                    if t as usize >= code.len() {
+                        break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
+                    }
                     pc = t as usize;
                 }
             }

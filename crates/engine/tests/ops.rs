@@ -612,3 +612,32 @@ fn folding_agrees_with_interpreter() {
         }
     }
 }
+
+/// `exec_block` is safe: code that did not come from `encode` (empty, no final exit, branch
+/// targets out of range) ends the block instead of running off the end.
+#[test]
+fn malformed_code_does_not_run_off_the_block() {
+    use tci64_engine::opt::EXIT_FELL_OFF;
+    let mut core = core();
+    let mut bus = ToyBus::default();
+    let fell = TbExit::Guest(EXIT_FELL_OFF);
+    assert_eq!(exec_block(&mut core, &mut bus, &[]), fell);
+    assert_eq!(
+        exec_block(&mut core, &mut bus, &[Op::Const { d: 1, imm: 1 }]),
+        fell
+    );
+    assert_eq!(exec_block(&mut core, &mut bus, &[Op::Br { t: 99 }]), fell);
+    core.regs.0[1] = 0;
+    let code = [
+        Op::BrCondI {
+            a: 1,
+            imm: 0,
+            cond: Cond::Eq,
+            t: 500,
+        },
+        Op::Exit { code: 3 },
+    ];
+    assert_eq!(exec_block(&mut core, &mut bus, &code), fell);
+    core.regs.0[1] = 1;
+    assert_eq!(exec_block(&mut core, &mut bus, &code), TbExit::Guest(3));
+}
