@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tci64_machine::{DiskConfig, HostClock, Machine, MachineConfig, RunExit, TraceFlags};
+use tci64_machine::{DiskConfig, Machine, MachineConfig, RunExit, TraceFlags};
 
 use crate::cli::Options;
 use crate::console::{EscapeAction, EscapeFilter, HELP};
@@ -123,14 +123,14 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         trace: o.trace,
         virtio_legacy: o.virtio_mmio_force_legacy,
     };
-    let clock = InstantClock::new();
-    let mut machine = Machine::new(config, Box::new(clock)).map_err(|e| e.to_string())?;
+    let mut machine =
+        Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())?;
 
     let started = Instant::now();
     let (status, result) = {
         let _raw = RawModeGuard::new();
         let mut stdin = StdinReader::spawn();
-        run_loop(&mut machine, &o, &clock, &mut stdin)
+        run_loop(&mut machine, &o, &mut stdin)
     };
     // The terminal is restored from here on.
     let flushed = machine
@@ -149,7 +149,6 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
 fn run_loop(
     machine: &mut Machine,
     o: &Options,
-    clock: &InstantClock,
     stdin: &mut StdinReader,
 ) -> (i32, Result<(), Fatal>) {
     let mut pending: VecDeque<u8> = VecDeque::new();
@@ -165,7 +164,7 @@ fn run_loop(
         }
         let wait = match exit {
             RunExit::Budget => Duration::ZERO,
-            RunExit::Idle { until_ns } => idle_wait(machine, o, clock, until_ns),
+            RunExit::Idle { until_ns } => idle_wait(machine, until_ns),
             RunExit::Reset => {
                 if !o.no_reboot {
                     log::warn!(
@@ -211,16 +210,11 @@ fn run_loop(
     }
 }
 
-/// How long to sleep while the CPU is halted until `until_ns` of virtual time.
-fn idle_wait(machine: &Machine, o: &Options, clock: &InstantClock, until_ns: u64) -> Duration {
-    let now = match o.icount {
-        // Real time: virtual time is the host clock since power-on.
-        None => clock.now_ns(),
-        // -icount sleep=off: the machine skips idle time itself; do not sleep.
-        Some(i) if !i.sleep => return Duration::ZERO,
-        Some(_) => machine.stats().virtual_ns,
-    };
-    Duration::from_nanos(until_ns.saturating_sub(now)).min(MAX_IDLE_WAIT)
+/// How long to sleep while the CPU is halted until `until_ns` of virtual time. In real-time mode
+/// virtual time is the host clock since power-on; in `-icount` mode the machine skips idle time
+/// itself and does not return `Idle`, but if it did, sleeping until the deadline is still right.
+fn idle_wait(machine: &Machine, until_ns: u64) -> Duration {
+    Duration::from_nanos(until_ns.saturating_sub(machine.now_ns())).min(MAX_IDLE_WAIT)
 }
 
 #[cfg(test)]

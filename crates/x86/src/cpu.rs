@@ -191,6 +191,22 @@ impl Guest for X86State {
         }
         if core.guest.irq_shadow {
             core.guest.irq_shadow = false;
+        } else if core.guest.nmi_pending && !core.guest.nmi_blocked {
+            // NMI: not maskable by IF; blocked until the handler's IRET.
+            core.guest.nmi_pending = false;
+            core.guest.halted = false;
+            crate::exception::deliver(
+                core,
+                bus,
+                Event {
+                    vector: crate::state::vec::NMI,
+                    error_code: None,
+                    kind: EventKind::External,
+                },
+            );
+            if core.guest.reset_requested {
+                return Some(Stop::Guest(stop::RESET));
+            }
         } else if core.regs.0[RFLAGS as usize] & fl::IF != 0 && bus.intr_pending() {
             let vector = bus.intr_ack();
             core.guest.halted = false;

@@ -39,12 +39,23 @@ pub fn deliver(c: &mut Core<X86>, bus: &mut Bus, ev: Event) {
                 if ev.vector == vec::DF {
                     break;
                 }
-                let df = (contributory(ev.vector) && contributory(v))
-                    || (ev.vector == vec::PF && (contributory(v) || v == vec::PF));
+                // Only exceptions count as the first event (an external interrupt or INT n
+                // with vector 13 is benign).
+                let exc = ev.kind == EventKind::Exception;
+                let df = (exc && contributory(ev.vector) && contributory(v))
+                    || (exc && ev.vector == vec::PF && (contributory(v) || v == vec::PF));
                 ev = if df {
-                    Event { vector: vec::DF, error_code: Some(0), kind: EventKind::Exception }
+                    Event {
+                        vector: vec::DF,
+                        error_code: Some(0),
+                        kind: EventKind::Exception,
+                    }
                 } else {
-                    Event { vector: v, error_code: code, kind: EventKind::Exception }
+                    Event {
+                        vector: v,
+                        error_code: code,
+                        kind: EventKind::Exception,
+                    }
                 };
                 if c.guest.trace_int {
                     log::info!(target: "tci64::trace", "  delivery failed: {v:#x}; now delivering {:#x}", ev.vector);
@@ -167,7 +178,18 @@ fn deliver_once(c: &mut Core<X86>, bus: &mut Bus, ev: Event) -> Result<(), Neste
     if cs_new.attr & Segment::ATTR_P == 0 {
         return Err(Nested(vec::NP, Some((sel & !3) as u32 | ext)));
     }
-    let new_cpl = cs_new.dpl();
+    // The target must be a code segment; in long mode a 64-bit one (L=1, D=0).
+    let code_ok = cs_new.attr & 0x18 == 0x18
+        && (!long || (cs_new.attr & Segment::ATTR_L != 0 && cs_new.attr & Segment::ATTR_DB == 0));
+    if !code_ok {
+        return Err(Nested(vec::GP, Some((sel & !3) as u32 | ext)));
+    }
+    let new_cpl = if cs_new.attr & 0x04 != 0 {
+        // Conforming code keeps the current privilege.
+        c.guest.cpl
+    } else {
+        cs_new.dpl()
+    };
     let old_cpl = c.guest.cpl;
     if new_cpl > old_cpl {
         return Err(Nested(vec::GP, Some((sel & !3) as u32 | ext)));

@@ -13,6 +13,8 @@ const A: u64 = 1 << 5;
 const D: u64 = 1 << 6;
 const PS: u64 = 1 << 7;
 const NX: u64 = 1 << 63;
+/// Bits 51:40 of an entry: reserved with a 40-bit physical address width (CPUID 0x80000008).
+const RSVD_HI: u64 = 0x000f_ff00_0000_0000;
 /// Physical-address bits of an entry (52-bit physical addresses).
 const ADDR: u64 = 0x000f_ffff_ffff_f000;
 
@@ -98,8 +100,14 @@ pub fn tlb_fill(
         if e & P == 0 {
             return Err(page_fault(c, va, err));
         }
-        // Reserved bits: NX without EFER.NXE, and bits 51:M above the physical width.
-        if (!nxe && e & NX != 0) || (e >> 52) & 0x7ff != 0 && false {
+        // Reserved bits: NX without EFER.NXE, bits 51:M above the physical width, and the
+        // low bits of a large page's frame address (bit 12 is PAT there).
+        let large_rsvd = match shift {
+            30 if e & PS != 0 => 0x3fff_e000,
+            21 if e & PS != 0 => 0x1f_e000,
+            _ => 0,
+        };
+        if (!nxe && e & NX != 0) || e & RSVD_HI != 0 || e & large_rsvd != 0 {
             return Err(page_fault(c, va, err | pf::P | pf::RSVD));
         }
         entries[levels] = (ea, e);

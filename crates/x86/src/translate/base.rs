@@ -302,6 +302,10 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             t.write(dst, size, r);
             Flow::Next
         }
+        // Far forms (ptr16:xx, m16:xx) belong to the system family.
+        Mnemonic::Jmp | Mnemonic::Call if i.is_jmp_far_indirect() || i.is_call_far_indirect() => {
+            return None
+        }
         Mnemonic::Jmp => match i.op0_kind() {
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => {
                 t.goto(i.near_branch_target(), 0);

@@ -91,3 +91,104 @@ pub fn assemble(f: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
 pub fn run_to_hlt(cpu: &mut Cpu, bus: &mut TestBus, budget: u64) -> CpuExit {
     cpu.run(bus, budget)
 }
+
+// ---- System tables for tests of the system architecture (IDT, GDT with user segments, TSS).
+
+/// IDT (256 16-byte gates).
+pub const IDT: u64 = 0x6000;
+/// The 64-bit TSS.
+pub const TSS: u64 = 0x7000;
+/// Pseudo-descriptors: GDTR image at DTPTR, IDTR image at DTPTR + 0x10.
+pub const DTPTR: u64 = 0x7f00;
+/// Ring-0 stack from the TSS (RSP0) and the IST1 stack.
+pub const RSP0: u64 = 0x70000;
+pub const IST1: u64 = 0x60000;
+/// Where test handlers and user code live.
+pub const HANDLERS: u64 = 0x20000;
+pub const USER_CODE: u64 = 0x30000;
+pub const USER_STACK: u64 = 0x78000;
+/// Selectors: kernel code/data, user data/code (RPL 3), TSS.
+pub const KCODE: u16 = 0x10;
+pub const KDATA: u16 = 0x18;
+pub const UDATA: u16 = 0x23;
+pub const UCODE: u16 = 0x2b;
+pub const TSS_SEL: u16 = 0x30;
+
+/// Assemble with iced's code assembler at `ip`.
+pub fn assemble_at(ip: u64, f: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    f(&mut a);
+    a.assemble(ip).unwrap()
+}
+
+/// Put bytes into guest-physical memory.
+pub fn load(cpu: &mut Cpu, addr: u64, bytes: &[u8]) {
+    assert!(cpu.write_phys(addr, bytes));
+}
+
+/// Read a guest-physical u64.
+pub fn read_u64(cpu: &Cpu, addr: u64) -> u64 {
+    let mut b = [0u8; 8];
+    assert!(cpu.read_phys(addr, &mut b));
+    u64::from_le_bytes(b)
+}
+
+/// Write a guest-physical u64.
+pub fn write_u64(cpu: &mut Cpu, addr: u64, v: u64) {
+    load(cpu, addr, &v.to_le_bytes());
+}
+
+/// Extend the GDT with user data (0x20), user code64 (0x28) and a TSS (0x30), fill in the
+/// TSS (RSP0, IST1) and write the GDTR/IDTR images at DTPTR for `sys_prologue`.
+pub fn system_tables(cpu: &mut Cpu) {
+    write_u64(cpu, GDT + 0x20, 0x00cf_f300_0000_ffff);
+    write_u64(cpu, GDT + 0x28, 0x00af_fb00_0000_ffff);
+    let lo = 0x67 | ((TSS & 0xff_ffff) << 16) | (0x89u64 << 40) | (((TSS >> 24) & 0xff) << 56);
+    write_u64(cpu, GDT + 0x30, lo);
+    write_u64(cpu, GDT + 0x38, TSS >> 32);
+    load(cpu, TSS, &[0u8; 0x68]);
+    write_u64(cpu, TSS + 4, RSP0);
+    write_u64(cpu, TSS + 0x24, IST1);
+    // GDTR: limit 0x3f, base GDT; IDTR: limit 0xfff, base IDT.
+    let mut p = [0u8; 10];
+    p[..2].copy_from_slice(&0x3fu16.to_le_bytes());
+    p[2..].copy_from_slice(&GDT.to_le_bytes());
+    load(cpu, DTPTR, &p);
+    p[..2].copy_from_slice(&0xfffu16.to_le_bytes());
+    p[2..].copy_from_slice(&IDT.to_le_bytes());
+    load(cpu, DTPTR + 0x10, &p);
+}
+
+/// An interrupt gate for `vector` to `handler` (kernel code), with IST index and DPL.
+pub fn set_gate(cpu: &mut Cpu, vector: u8, handler: u64, ist: u8, dpl: u8) {
+    let lo = (handler & 0xffff)
+        | ((KCODE as u64) << 16)
+        | ((ist as u64 & 7) << 32)
+        | (0x8eu64 << 40)
+        | ((dpl as u64 & 3) << 45)
+        | (((handler >> 16) & 0xffff) << 48);
+    write_u64(cpu, IDT + vector as u64 * 16, lo);
+    write_u64(cpu, IDT + vector as u64 * 16 + 8, handler >> 32);
+}
+
+/// Guest code: load the GDT and IDT from DTPTR and the task register.
+pub fn sys_prologue(a: &mut CodeAssembler) {
+    use iced_x86::code_asm::*;
+    a.lgdt(ptr(DTPTR)).unwrap();
+    a.lidt(ptr(DTPTR + 0x10)).unwrap();
+    a.mov(ax, TSS_SEL as u32).unwrap();
+    a.ltr(ax).unwrap();
+}
+
+/// Guest code: IRETQ to ring 3 at `rip` with the user stack and RFLAGS `rflags`.
+pub fn to_ring3(a: &mut CodeAssembler, rip: u64, rflags: u32) {
+    use iced_x86::code_asm::*;
+    a.push(UDATA as i32).unwrap();
+    a.mov(rax, USER_STACK).unwrap();
+    a.push(rax).unwrap();
+    a.push(rflags as i32).unwrap();
+    a.push(UCODE as i32).unwrap();
+    a.mov(rax, rip).unwrap();
+    a.push(rax).unwrap();
+    a.iretq().unwrap();
+}
