@@ -528,8 +528,11 @@ pub fn sqrt(env: &mut Env, fmt: Fmt, a: Val) -> Val {
                 ((m as u128) << 63, e - 63 - 63)
             };
             let r = isqrt(x);
-            let sticky = r * r != x;
-            round(env, fmt, false, ex / 2, r, sticky)
+            let rem = x - r * r;
+            // One more bit: (r + 1/2)^2 <= x  <=>  rem >= r + 1.
+            let g = rem > r;
+            let sticky = g || rem != 0;
+            round(env, fmt, false, ex / 2 - 1, 2 * r + g as u128, sticky)
         }
         _ => DEFAULT_NAN,
     }
