@@ -102,6 +102,10 @@ impl GuestMemory for DmaMemory<'_> {
 
 /// Instructions per CPU slice: devices are updated between slices.
 const SLICE: u64 = 50_000;
+/// In `-icount` mode a slice ends at the next device deadline, but never runs fewer than this
+/// many instructions (a deadline at or before "now" would otherwise make one-instruction
+/// slices and crawl).
+const MIN_ICOUNT_SLICE: u64 = 1000;
 
 impl Machine {
     /// Build the machine, load the kernel and initrd, and put the CPU at the kernel's 64-bit entry.
@@ -196,7 +200,7 @@ impl Machine {
                 // Deterministic time: stop exactly at the next device deadline.
                 let now = self.board.clock.now();
                 if let Some(dl) = self.board.next_deadline(now) {
-                    let insns = (dl.saturating_sub(now) >> shift).max(1);
+                    let insns = (dl.saturating_sub(now) >> shift).max(MIN_ICOUNT_SLICE);
                     slice = slice.min(insns);
                 }
             }
