@@ -152,8 +152,13 @@ impl<G: Guest> Engine<G> {
             if self.core.icount >= end {
                 return Stop::Budget;
             }
+            let pc_before = self.core.regs.0[G::PC_SLOT as usize];
             if let Some(stop) = G::poll(&mut self.core, bus) {
                 return stop;
+            }
+            if self.core.regs.0[G::PC_SLOT as usize] != pc_before {
+                // `poll` delivered an interrupt: the chained successor no longer applies.
+                next = NO_TB;
             }
             let id = if next != NO_TB {
                 next

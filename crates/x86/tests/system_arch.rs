@@ -607,3 +607,34 @@ fn far_return_reloads_cs_and_mov_cr3_flushes() {
     assert_eq!(cpu.reg(RCX), 111);
     assert_eq!(cpu.reg(RDX), 222);
 }
+
+#[test]
+fn interrupt_between_chained_blocks_runs_the_handler() {
+    // Regression: an interrupt delivered by `poll` while the run loop held a chained
+    // successor must not run that successor with the handler's state.
+    let mut cpu = sys_machine(|a| {
+        let mut top = a.create_label();
+        a.xor(ecx, ecx).unwrap();
+        a.sti().unwrap();
+        a.nop().unwrap();
+        a.set_label(&mut top).unwrap();
+        a.inc(rcx).unwrap();
+        a.cmp(rcx, 1000).unwrap();
+        a.jb(top).unwrap();
+        a.hlt().unwrap();
+    });
+    handler(&mut cpu, 0x22, |a| {
+        a.mov(qword_ptr(DATA), rcx).unwrap();
+        a.inc(qword_ptr(DATA + 8)).unwrap();
+        a.iretq().unwrap();
+    });
+    let mut bus = TestBus {
+        irq_vector: Some(0x22),
+        ..Default::default()
+    };
+    halted(cpu.run(&mut bus, 100_000));
+    assert_eq!(read_u64(&cpu, DATA + 8), 1, "handler ran once");
+    assert!(read_u64(&cpu, DATA) < 1000);
+    assert_eq!(cpu.reg(RCX), 1000);
+    assert_eq!(cpu.reg(RSP), STACK_TOP);
+}

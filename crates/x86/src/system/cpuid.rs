@@ -71,8 +71,10 @@ pub const FEATURES: Features = Features {
 pub const MAX_LEAF: u32 = 0xd;
 /// Highest extended leaf.
 pub const MAX_EXT_LEAF: u32 = 0x8000_0008;
-/// Family 6, model 0x3a (Ivy Bridge-like), stepping 9.
-pub const SIGNATURE: u32 = (0x3 << 16) | (6 << 8) | (0xa << 4) | 9;
+/// Family 6, model 0x17 (Penryn-like), stepping 10. A family-6 model from before Nehalem on
+/// purpose: Linux then binds no model-specific drivers (uncore, RAPL, C-state residency
+/// PMUs) that write MSRs unconditionally; model 0x3a made the uncore driver WRMSR 0x391.
+pub const SIGNATURE: u32 = (0x1 << 16) | (6 << 8) | (0x7 << 4) | 0xa;
 /// Physical / linear address widths (0x80000008 EAX).
 pub const PHYS_BITS: u32 = 40;
 pub const VIRT_BITS: u32 = 48;
