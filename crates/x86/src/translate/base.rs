@@ -288,6 +288,7 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             let size = t.op_size(0);
             let dst = t.loc(0);
             let v = t.read(dst, size);
+            let v = snap(t, v);
             let r = t.b.un(mk::neg, v);
             let d = t.write(dst, size, r);
             let z = t.b.konst(0);
@@ -524,6 +525,17 @@ fn is_gpr_form(t: &Tr) -> bool {
     })
 }
 
+/// A copy of `s` that later register writes cannot change (globals are copied).
+fn snap(t: &mut Tr, s: Slot) -> Slot {
+    if s < crate::regs::FIRST_TEMP {
+        let d = t.b.temp();
+        t.b.mov(d, s);
+        d
+    } else {
+        s
+    }
+}
+
 /// The current CF as 0/1 (cheap when the lazy state is known).
 pub fn carry(t: &mut Tr) -> Slot {
     let c = t.test_cc(ConditionCode::b);
@@ -547,6 +559,8 @@ fn alu2(t: &mut Tr, m: Mnemonic) -> Flow {
         _ => t.read_raw(src, size),
     };
     let a = t.read_raw(dst, size);
+    // The flags need the sources after the destination register is written.
+    let (a, b) = (snap(t, a), snap(t, b));
     match m {
         Mnemonic::Add => {
             let r = t.b.bin(mk::add, a, b);
