@@ -1146,7 +1146,15 @@ fn bmi(t: &mut Tr, m: Mnemonic) -> Flow {
 
 fn enter(t: &mut Tr) -> Flow {
     let i = t.insn;
-    let size = t.stack_op_size();
+    // (iced's stack increment for ENTER includes the allocation: use the operand size.)
+    let name = format!("{:?}", i.code());
+    let size = if name.starts_with("Enterq") {
+        8
+    } else if name.starts_with("Enterd") {
+        4
+    } else {
+        2
+    };
     let alloc = i.immediate(0) & 0xffff;
     let level = i.immediate(1) & 31;
     let w = t.stack_width();

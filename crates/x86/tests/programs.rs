@@ -1,0 +1,375 @@
+//! Hand-written guest programs checked against known results (string ops, sorting, division,
+//! #DE delivery). Each prints the engine's per-instruction counters (`--nocapture`).
+
+mod common;
+use common::*;
+use iced_x86::code_asm::*;
+use tci64_x86::regs::*;
+use tci64_x86::CpuExit;
+
+/// Engine counters per guest instruction, for reports: (insns per TB translated, IR ops per
+/// instruction before/after optimization, bytecode ops executed per instruction).
+fn stats_line(cpu: &tci64_x86::Cpu) -> String {
+    let s = cpu.core().stats;
+    let per = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    format!(
+        "insns/TB {:.1}, ops/insn before opt {:.2}, after opt {:.2}, executed ops/insn {:.2} ({} insns)",
+        per(s.insns_translated, s.tbs_translated),
+        per(s.ops_before_opt, s.insns_translated),
+        per(s.ops_after_opt, s.insns_translated),
+        per(s.ops_executed, cpu.icount()),
+        cpu.icount()
+    )
+}
+
+const IDT: u64 = 0x6000;
+
+/// A 64-bit interrupt gate for `vector` to `handler` (CS 0x10) in an IDT at [`IDT`], and IDTR.
+fn set_idt_gate(cpu: &mut tci64_x86::Cpu, vector: u8, handler: u64) {
+    let lo =
+        (handler & 0xffff) | (0x10 << 16) | (0x8eu64 << 40) | (((handler >> 16) & 0xffff) << 48);
+    let core = cpu.core_mut();
+    let e = IDT + vector as u64 * 16;
+    core.mem.write_phys_u(e, 8, lo);
+    core.mem.write_phys_u(e + 8, 8, handler >> 32);
+    core.guest.idtr = tci64_x86::state::DescTable {
+        base: IDT,
+        limit: 0xfff,
+    };
+}
+
+fn run(code: &[u8], setup: impl FnOnce(&mut tci64_x86::Cpu), budget: u64) -> tci64_x86::Cpu {
+    let mut cpu = machine(code);
+    setup(&mut cpu);
+    let mut bus = TestBus::default();
+    let e = run_to_hlt(&mut cpu, &mut bus, budget);
+    assert!(
+        matches!(e, CpuExit::Halted { .. }),
+        "{e:?} at {:#x}",
+        cpu.reg(RIP)
+    );
+    cpu
+}
+
+fn read(cpu: &tci64_x86::Cpu, a: u64, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    assert!(cpu.read_phys(a, &mut v));
+    v
+}
+
+const N: usize = 3000;
+
+fn pattern() -> Vec<u8> {
+    (0..N).map(|k| (k * 7 + k / 251) as u8).collect()
+}
+
+#[test]
+fn memcpy_rep_movsb_and_loop() {
+    let src = DATA;
+    let d1 = DATA + 0x2000;
+    let d2 = DATA + 0x4000;
+    let code = assemble(|a| {
+        // rep movsb, unaligned start, crossing pages
+        a.mov(rsi, src + 1).unwrap();
+        a.mov(rdi, d1 + 3).unwrap();
+        a.mov(ecx, (N - 1) as u32).unwrap();
+        a.cld().unwrap();
+        a.rep().movsb().unwrap();
+        // byte loop
+        let mut top = a.create_label();
+        a.mov(rsi, src).unwrap();
+        a.mov(rdi, d2).unwrap();
+        a.mov(ecx, N as u32).unwrap();
+        a.set_label(&mut top).unwrap();
+        a.mov(al, byte_ptr(rsi)).unwrap();
+        a.mov(byte_ptr(rdi), al).unwrap();
+        a.inc(rsi).unwrap();
+        a.inc(rdi).unwrap();
+        a.dec(rcx).unwrap();
+        a.jnz(top).unwrap();
+        // backwards rep movsq (overlapping move up by 8 bytes)
+        a.mov(rsi, d2 + 8 * 99).unwrap();
+        a.mov(rdi, d2 + 8 * 100).unwrap();
+        a.mov(ecx, 100).unwrap();
+        a.std().unwrap();
+        a.rep().movsq().unwrap();
+        a.cld().unwrap();
+        a.hlt().unwrap();
+    });
+    let p = pattern();
+    let cpu = run(&code, |c| assert!(c.write_phys(src, &p)), 1_000_000);
+    assert_eq!(read(&cpu, d1 + 3, N - 1), p[1..]);
+    let mut want = p.clone();
+    want.copy_within(0..800, 8);
+    assert_eq!(read(&cpu, d2, N), want);
+    assert_eq!(cpu.reg(RCX), 0);
+    eprintln!("memcpy: {}", stats_line(&cpu));
+}
+
+#[test]
+fn strlen_repne_scasb() {
+    let s = DATA + 0x100;
+    let code = assemble(|a| {
+        a.mov(rdi, s).unwrap();
+        a.xor(eax, eax).unwrap();
+        a.mov(rcx, -1i64).unwrap();
+        a.repne().scasb().unwrap();
+        a.not(rcx).unwrap();
+        a.dec(rcx).unwrap();
+        a.mov(rbx, rcx).unwrap();
+        // memset with rep stosq, then compare with repe cmpsb
+        a.mov(rdi, DATA + 0x3000).unwrap();
+        a.mov(rax, 0x0101_0101_0101_0101u64).unwrap();
+        a.mov(ecx, 64).unwrap();
+        a.rep().stosq().unwrap();
+        a.mov(rsi, DATA + 0x3000).unwrap();
+        a.mov(rdi, DATA + 0x3100).unwrap();
+        a.mov(ecx, 512).unwrap();
+        a.repe().cmpsb().unwrap();
+        a.setne(dl).unwrap();
+        a.hlt().unwrap();
+    });
+    let mut text = b"hello, differential world".to_vec();
+    text.push(0);
+    let cpu = run(
+        &code,
+        |c| {
+            assert!(c.write_phys(s, &text));
+            let mut other = vec![1u8; 512];
+            other[300] = 2;
+            assert!(c.write_phys(DATA + 0x3100, &other));
+        },
+        100_000,
+    );
+    assert_eq!(cpu.reg(RBX), 25);
+    assert_eq!(cpu.reg(RDX) & 0xff, 1);
+    // Stopped after the mismatching byte 300.
+    assert_eq!(cpu.reg(RCX), 512 - 301);
+    assert_eq!(cpu.reg(RSI), DATA + 0x3000 + 301);
+    eprintln!("strlen: {}", stats_line(&cpu));
+}
+
+#[test]
+fn bubble_sort() {
+    let arr = DATA;
+    let n = 200u32;
+    let code = assemble(|a| {
+        let mut outer = a.create_label();
+        let mut inner = a.create_label();
+        let mut noswap = a.create_label();
+        let mut done = a.create_label();
+        a.mov(r8d, n - 1).unwrap();
+        a.set_label(&mut outer).unwrap();
+        a.test(r8d, r8d).unwrap();
+        a.jz(done).unwrap();
+        a.mov(rsi, arr).unwrap();
+        a.mov(ecx, r8d).unwrap();
+        a.set_label(&mut inner).unwrap();
+        a.mov(eax, dword_ptr(rsi)).unwrap();
+        a.mov(edx, dword_ptr(rsi + 4)).unwrap();
+        a.cmp(eax, edx).unwrap();
+        a.jle(noswap).unwrap();
+        a.xchg(eax, edx).unwrap();
+        a.mov(dword_ptr(rsi), eax).unwrap();
+        a.mov(dword_ptr(rsi + 4), edx).unwrap();
+        a.set_label(&mut noswap).unwrap();
+        a.add(rsi, 4).unwrap();
+        a.loop_(inner).unwrap();
+        a.dec(r8d).unwrap();
+        a.jmp(outer).unwrap();
+        a.set_label(&mut done).unwrap();
+        a.hlt().unwrap();
+    });
+    let mut vals: Vec<i32> = (0..n as i64)
+        .map(|k| ((k * 7919 + 13) % 1000 - 500) as i32)
+        .collect();
+    let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let cpu = run(&code, |c| assert!(c.write_phys(arr, &bytes)), 10_000_000);
+    vals.sort();
+    let got: Vec<i32> = read(&cpu, arr, n as usize * 4)
+        .chunks(4)
+        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(got, vals);
+    eprintln!("bubble sort: {}", stats_line(&cpu));
+}
+
+/// Sum of digits of k for k in 1..=N in bases 10 and 7, via div/idiv, and a 128/64 division.
+#[test]
+fn division_heavy() {
+    let n = 5000u32;
+    let code = assemble(|a| {
+        let mut outer = a.create_label();
+        let mut digits = a.create_label();
+        let mut digits7 = a.create_label();
+        a.xor(r8d, r8d).unwrap(); // sum base 10
+        a.xor(r9d, r9d).unwrap(); // sum base 7
+        a.mov(r10d, 1).unwrap();
+        a.mov(ebx, 10).unwrap();
+        a.mov(r11, -7i64).unwrap();
+        a.set_label(&mut outer).unwrap();
+        a.mov(eax, r10d).unwrap();
+        a.set_label(&mut digits).unwrap();
+        a.xor(edx, edx).unwrap();
+        a.div(ebx).unwrap();
+        a.add(r8d, edx).unwrap();
+        a.test(eax, eax).unwrap();
+        a.jnz(digits).unwrap();
+        // base 7 with negative divisor: idiv by -7, negate the quotient.
+        a.mov(rax, r10).unwrap();
+        a.set_label(&mut digits7).unwrap();
+        a.cqo().unwrap();
+        a.idiv(r11).unwrap();
+        a.neg(rax).unwrap();
+        a.add(r9, rdx).unwrap();
+        a.test(rax, rax).unwrap();
+        a.jnz(digits7).unwrap();
+        a.inc(r10d).unwrap();
+        a.cmp(r10d, n).unwrap();
+        a.jbe(outer).unwrap();
+        // 128/64: (2^64 * 5 + 17) / 7
+        a.mov(edx, 5).unwrap();
+        a.mov(eax, 17).unwrap();
+        a.mov(ecx, 7).unwrap();
+        a.div(rcx).unwrap();
+        a.mov(r12, rax).unwrap();
+        a.mov(r13, rdx).unwrap();
+        // 8-bit idiv: -100 / 7
+        a.mov(ax, -100i32).unwrap();
+        a.mov(cl, 7).unwrap();
+        a.idiv(cl).unwrap();
+        a.movsx(r14d, al).unwrap();
+        a.mov(r15d, eax).unwrap();
+        a.shl(r15d, 16).unwrap();
+        a.sar(r15d, 24).unwrap();
+        a.hlt().unwrap();
+    });
+    let cpu = run(&code, |_| {}, 10_000_000);
+    let digsum = |mut k: u64, b: u64| {
+        let mut s = 0;
+        while k > 0 {
+            s += k % b;
+            k /= b;
+        }
+        s
+    };
+    assert_eq!(
+        cpu.reg(8),
+        (1..=n as u64).map(|k| digsum(k, 10)).sum::<u64>()
+    );
+    assert_eq!(
+        cpu.reg(9),
+        (1..=n as u64).map(|k| digsum(k, 7)).sum::<u64>()
+    );
+    let big = (5u128 << 64) + 17;
+    assert_eq!(cpu.reg(12), (big / 7) as u64);
+    assert_eq!(cpu.reg(13), (big % 7) as u64);
+    assert_eq!(cpu.reg(14) as i32, -14);
+    assert_eq!(cpu.reg(15) as i32, -2);
+    eprintln!("division: {}", stats_line(&cpu));
+}
+
+/// #DE (divide by zero and quotient overflow) reaches the IDT handler with RIP at the DIV and
+/// the registers unchanged.
+#[test]
+fn divide_error_delivered() {
+    for overflow in [false, true] {
+        let mut handler = 0u64;
+        let mut div_at = 0u64;
+        let code = assemble(|a| {
+            let mut h = a.create_label();
+            let mut d = a.create_label();
+            a.mov(rax, 0x1234u64).unwrap();
+            if overflow {
+                a.mov(edx, 9).unwrap();
+                a.mov(ecx, 9).unwrap();
+            } else {
+                a.mov(edx, 1).unwrap();
+                a.xor(ecx, ecx).unwrap();
+            }
+            a.set_label(&mut d).unwrap();
+            a.div(rcx).unwrap();
+            a.mov(r15, 1u64).unwrap();
+            a.hlt().unwrap();
+            a.set_label(&mut h).unwrap();
+            a.mov(r14, qword_ptr(rsp)).unwrap(); // saved RIP
+            a.mov(r13, qword_ptr(rsp + 8)).unwrap(); // saved CS
+            a.hlt().unwrap();
+            a.zero_bytes().unwrap();
+            let _ = (&mut handler, &mut div_at);
+        });
+        // Find the handler and the div by decoding.
+        let mut dec = iced_x86::Decoder::with_ip(64, &code, CODE, 0);
+        let mut hlts = 0;
+        for i in &mut dec {
+            if i.mnemonic() == iced_x86::Mnemonic::Div {
+                div_at = i.ip();
+            }
+            if i.mnemonic() == iced_x86::Mnemonic::Hlt {
+                hlts += 1;
+                if hlts == 1 {
+                    handler = i.next_ip();
+                }
+            }
+        }
+        let cpu = run(&code, |c| set_idt_gate(c, 0, handler), 1000);
+        assert_eq!(cpu.reg(14), div_at, "saved RIP (overflow={overflow})");
+        assert_eq!(cpu.reg(13), 0x10);
+        assert_eq!(cpu.reg(15), 0, "the div did not complete");
+        assert_eq!(cpu.reg(RAX), 0x1234);
+        assert_eq!(cpu.reg(RDX), if overflow { 9 } else { 1 });
+        assert_eq!(cpu.reg(RSP), STACK_TOP - 40);
+    }
+}
+
+/// A long `rep stosb` yields to the run loop (interrupts) and still finishes exactly; a
+/// page fault part-way leaves exact progress.
+#[test]
+fn long_rep_restarts() {
+    let code = assemble(|a| {
+        a.mov(rdi, DATA).unwrap();
+        a.mov(ecx, 100_000).unwrap();
+        a.mov(al, 0x5a).unwrap();
+        a.rep().stosb().unwrap();
+        a.hlt().unwrap();
+    });
+    let cpu = run(&code, |_| {}, 1_000_000);
+    assert_eq!(cpu.reg(RCX), 0);
+    assert_eq!(cpu.reg(RDI), DATA + 100_000);
+    let m = read(&cpu, DATA, 100_001);
+    assert!(m[..100_000].iter().all(|&b| b == 0x5a));
+    assert_eq!(m[100_000], 0);
+    eprintln!("long rep: {}", stats_line(&cpu));
+}
+
+#[test]
+fn enter_leave_nested() {
+    let code = assemble(|a| {
+        a.mov(rbp, 0x1111u64).unwrap();
+        a.enter(32u32, 0u32).unwrap();
+        a.mov(r8, rbp).unwrap();
+        a.mov(r9, rsp).unwrap();
+        a.enter(16u32, 2u32).unwrap();
+        a.mov(r10, rbp).unwrap();
+        a.mov(r11, rsp).unwrap();
+        a.mov(r12, qword_ptr(rsp + 16)).unwrap(); // copied frame pointer
+        a.leave().unwrap();
+        a.leave().unwrap();
+        a.hlt().unwrap();
+    });
+    let cpu = run(
+        &code,
+        |c| c.core_mut().optimize = std::env::var("NOOPT").is_err(),
+        1000,
+    );
+    let f1 = STACK_TOP - 8;
+    assert_eq!(cpu.reg(8), f1);
+    assert_eq!(cpu.reg(9), f1 - 32);
+    let f2 = f1 - 32 - 8;
+    assert_eq!(cpu.reg(10), f2);
+    // level 2: pushes rbp, one outer frame pointer, and the new frame pointer.
+    assert_eq!(cpu.reg(11), f2 - 16 - 16);
+    assert_eq!(cpu.reg(12), f2);
+    assert_eq!(cpu.reg(RBP), 0x1111);
+    assert_eq!(cpu.reg(RSP), STACK_TOP);
+}
