@@ -373,3 +373,54 @@ fn enter_leave_nested() {
     assert_eq!(cpu.reg(RBP), 0x1111);
     assert_eq!(cpu.reg(RSP), STACK_TOP);
 }
+
+/// A page fault part-way through `rep stosq` leaves exact progress: RDI at the faulting
+/// page, RCX counting the elements left, everything before written; RIP at the instruction.
+#[test]
+fn rep_fault_exact_progress() {
+    let start = 0x20_0000u64 - 8 * 100;
+    let mut handler = 0u64;
+    let mut rep_at = 0u64;
+    let code = assemble(|a| {
+        a.mov(rdi, start).unwrap();
+        a.mov(ecx, 1000).unwrap();
+        a.mov(rax, 0x1122_3344_5566_7788u64).unwrap();
+        a.rep().stosq().unwrap();
+        a.hlt().unwrap();
+        // #PF handler: error code at [rsp], RIP at [rsp+8]
+        a.mov(r14, qword_ptr(rsp + 8)).unwrap();
+        a.mov(r13, qword_ptr(rsp)).unwrap();
+        a.hlt().unwrap();
+    });
+    let dec = iced_x86::Decoder::with_ip(64, &code, CODE, 0);
+    let mut hlts = 0;
+    for i in dec {
+        if i.mnemonic() == iced_x86::Mnemonic::Stosq {
+            rep_at = i.ip();
+        }
+        if i.mnemonic() == iced_x86::Mnemonic::Hlt {
+            hlts += 1;
+            if hlts == 1 {
+                handler = i.next_ip();
+            }
+        }
+    }
+    let cpu = run(
+        &code,
+        |c| {
+            set_idt_gate(c, 14, handler);
+            // Unmap 2..4 MiB.
+            c.core_mut().mem.write_phys_u(0x3000 + 8, 8, 0);
+        },
+        10_000,
+    );
+    assert_eq!(cpu.reg(14), rep_at, "fault RIP is the rep instruction");
+    assert_eq!(cpu.reg(13), 2, "error code: write, not present");
+    assert_eq!(cpu.reg(RDI), 0x20_0000);
+    assert_eq!(cpu.reg(RCX), 900);
+    assert_eq!(cpu.core().guest.cr2, 0x20_0000);
+    let m = read(&cpu, start, 800);
+    assert!(m
+        .chunks(8)
+        .all(|c| u64::from_le_bytes(c.try_into().unwrap()) == 0x1122_3344_5566_7788));
+}
