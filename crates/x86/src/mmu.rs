@@ -239,3 +239,25 @@ fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Tr
         executable: true,
     })
 }
+
+/// The page size (log2) mapping `va` in the current long-mode page tables, without side
+/// effects (no A/D updates, no faults): 12, 21 or 30, or `None` if not mapped.
+pub fn mapped_page_shift(c: &Core<X86>, va: u64) -> Option<u32> {
+    let g = &c.guest;
+    if g.cr0 & cr::CR0_PG == 0 || g.efer & cr::EFER_LMA == 0 {
+        return None;
+    }
+    let mut table = g.cr3 & ADDR;
+    let mut shift = 39u32;
+    loop {
+        let e = c.mem.read_phys_u(table + ((va >> shift) & 511) * 8, 8);
+        if e & P == 0 {
+            return None;
+        }
+        if shift == 12 || (shift < 39 && e & PS != 0) {
+            return Some(shift);
+        }
+        table = e & ADDR;
+        shift -= 9;
+    }
+}

@@ -638,3 +638,36 @@ fn interrupt_between_chained_blocks_runs_the_handler() {
     assert_eq!(cpu.reg(RCX), 1000);
     assert_eq!(cpu.reg(RSP), STACK_TOP);
 }
+
+#[test]
+fn invlpg_drops_a_stale_translation() {
+    // 4 KiB page 0x401000 -> 0x500000, then -> 0x501000 after INVLPG; a large page
+    // (0x600000) remapped after INVLPG of an address inside it.
+    let mut cpu = sys_machine(|a| {
+        a.mov(rax, 0x401000u64).unwrap();
+        a.mov(rbx, qword_ptr(rax)).unwrap();
+        a.mov(rdx, 0x8008u64).unwrap();
+        a.mov(qword_ptr(rdx), 0x501003).unwrap();
+        a.invlpg(ptr(rax)).unwrap();
+        a.mov(rcx, qword_ptr(rax)).unwrap();
+        a.mov(rax, 0x600000u64).unwrap();
+        a.mov(rsi, qword_ptr(rax + 0x1000)).unwrap();
+        a.mov(rdx, 0x3018u64).unwrap();
+        a.mov(qword_ptr(rdx), 0x800083).unwrap();
+        a.invlpg(ptr(rax + 0x10)).unwrap();
+        a.mov(rdi, qword_ptr(rax + 0x1000)).unwrap();
+        a.hlt().unwrap();
+    });
+    small_pages(&mut cpu);
+    write_u64(&mut cpu, 0x8008, 0x500003);
+    write_u64(&mut cpu, 0x500000, 1);
+    write_u64(&mut cpu, 0x501000, 2);
+    write_u64(&mut cpu, 0x601000, 3);
+    write_u64(&mut cpu, 0x801000, 4);
+    let mut bus = TestBus::default();
+    halted(cpu.run(&mut bus, 100_000));
+    assert_eq!(
+        [cpu.reg(RBX), cpu.reg(RCX), cpu.reg(RSI), cpu.reg(RDI)],
+        [1, 2, 3, 4]
+    );
+}

@@ -150,7 +150,11 @@ pub fn lmsw(c: &mut Core<X86>, v: u64) -> Result<(), Trap> {
     write_cr0(c, new)
 }
 
-/// INVLPG.
+/// INVLPG. The engine's TLB holds 4 KiB pieces of large pages: invalidating an address
+/// mapped by a 2 MiB / 1 GiB page drops the whole TLB.
 pub fn invlpg(c: &mut Core<X86>, addr: u64) {
-    c.tlb_flush_page(addr);
+    match crate::mmu::mapped_page_shift(c, addr) {
+        Some(s) if s > 12 => c.tlb_flush_all(),
+        _ => c.tlb_flush_page(addr),
+    }
 }
