@@ -671,3 +671,68 @@ fn invlpg_drops_a_stale_translation() {
         [1, 2, 3, 4]
     );
 }
+
+#[test]
+fn descriptor_table_instructions_and_far_jmp_through_memory() {
+    let far = CODE + 0x500;
+    let mut cpu = sys_machine(|a| {
+        a.sgdt(ptr(DATA)).unwrap();
+        a.sidt(ptr(DATA + 16)).unwrap();
+        a.str(ax).unwrap();
+        a.mov(word_ptr(DATA + 32), ax).unwrap();
+        a.mov(ax, KDATA as u32).unwrap();
+        a.lar(ecx, eax).unwrap();
+        a.setz(dl).unwrap();
+        a.lsl(esi, eax).unwrap();
+        a.mov(ax, UCODE as u32).unwrap();
+        a.verr(ax).unwrap();
+        a.setz(dh).unwrap();
+        a.verw(ax).unwrap();
+        a.setz(bl).unwrap();
+        a.mov(ax, 0x40).unwrap();
+        a.mov(edi, 0x5555).unwrap();
+        a.lar(edi, eax).unwrap();
+        a.setz(bh).unwrap();
+        // jmp far qword [DATA + 0x50] (m16:64)
+        a.db(&[0x48, 0xff, 0x2c, 0x25]).unwrap();
+        a.dd(&[(DATA + 0x50) as u32]).unwrap();
+    });
+    write_u64(&mut cpu, DATA + 0x50, far);
+    load(&mut cpu, DATA + 0x58, &KCODE.to_le_bytes());
+    let tail = assemble_at(far, |a| {
+        a.mov(eax, KDATA as u32).unwrap();
+        a.mov(fs, ax).unwrap();
+        a.mov(ss, ax).unwrap();
+        a.xor(eax, eax).unwrap();
+        a.mov(es, ax).unwrap();
+        a.mov(r8, cs).unwrap();
+        a.hlt().unwrap();
+    });
+    load(&mut cpu, far, &tail);
+    let mut bus = TestBus::default();
+    halted(cpu.run(&mut bus, 100_000));
+    assert_eq!(read_u64(&cpu, DATA) & 0xffff, 0x3f, "SGDT limit");
+    assert_eq!(read_u64(&cpu, DATA + 2), GDT, "SGDT base");
+    assert_eq!(read_u64(&cpu, DATA + 16) & 0xffff, 0xfff, "SIDT limit");
+    assert_eq!(read_u64(&cpu, DATA + 18), IDT, "SIDT base");
+    assert_eq!(read_u64(&cpu, DATA + 32) & 0xffff, TSS_SEL as u64, "STR");
+    assert_eq!(cpu.reg(RCX), 0x00c0_9300, "LAR");
+    assert_eq!(cpu.reg(RSI), 0xffff_ffff, "LSL");
+    assert_eq!(cpu.reg(RDX) & 0xffff, 0x0101, "LAR ok, VERR ok");
+    assert_eq!(
+        cpu.reg(RBX) & 0xffff,
+        0x0000,
+        "VERW of code fails, LAR beyond the limit fails"
+    );
+    assert_eq!(cpu.reg(RDI), 0x5555, "LAR leaves the destination when ZF=0");
+    assert_eq!(cpu.reg(8), KCODE as u64);
+    let g = &cpu.core().guest;
+    assert_eq!(g.segs[FS].selector, KDATA);
+    assert_eq!(g.segs[ES].selector, 0);
+    assert_eq!(g.tr.attr & 0xf, 0xb, "TSS busy after LTR");
+    assert_eq!(
+        read_u64(&cpu, GDT + 0x30) >> 40 & 0xf,
+        0xb,
+        "busy bit in the GDT"
+    );
+}
