@@ -6,6 +6,7 @@ use crate::mmu::canonical;
 use crate::regs::*;
 use crate::state::cr;
 use crate::X86;
+use core::sync::atomic::{AtomicU32, Ordering};
 use tci64_engine::{Core, Trap};
 
 pub const TSC: u32 = 0x10;
@@ -176,8 +177,23 @@ pub fn write(c: &mut Core<X86>, bus: &mut Bus, msr: u32, v: u64) -> Result<(), T
     Ok(())
 }
 
+/// Unknown MSRs already logged (`-d unimp` logs each one once).
+static LOGGED: [AtomicU32; 32] = [const { AtomicU32::new(u32::MAX) }; 32];
+
+/// True the first time `msr` is seen (a small table; later MSRs beyond it log every time).
+fn first_time(msr: u32) -> bool {
+    for slot in &LOGGED {
+        match slot.compare_exchange(u32::MAX, msr, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(v) if v == msr => return false,
+            Err(_) => {}
+        }
+    }
+    true
+}
+
 fn unknown(c: &mut Core<X86>, msr: u32, what: &str) -> Trap {
-    if c.guest.trace_unimp {
+    if c.guest.trace_unimp && first_time(msr) {
         log::warn!(target: "tci64::trace", "{what} of unknown MSR {msr:#x} at {:#x}: #GP", c.regs.0[RIP as usize]);
     } else {
         log::debug!("{what} of unknown MSR {msr:#x}: #GP");
