@@ -7,7 +7,7 @@ use tci64_engine::interp::exec_block;
 use tci64_engine::Op;
 
 #[path = "../crates/engine/tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 use common::{Toy, ToyBus};
 

@@ -36,7 +36,13 @@ pub struct VirtualClock {
 impl VirtualClock {
     pub fn new(host: Box<dyn HostClock>, icount_shift: Option<u32>) -> Self {
         let origin_ns = host.now_ns();
-        VirtualClock { host, origin_ns, icount_shift, idle_ns: 0, slice_icount: 0 }
+        VirtualClock {
+            host,
+            origin_ns,
+            icount_shift,
+            idle_ns: 0,
+            slice_icount: 0,
+        }
     }
 
     /// Virtual nanoseconds since power-on, given instructions retired.
@@ -59,10 +65,16 @@ struct NoMemory;
 
 impl GuestMemory for NoMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        Err(MemError { addr, len: buf.len() as u64 })
+        Err(MemError {
+            addr,
+            len: buf.len() as u64,
+        })
     }
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemError> {
-        Err(MemError { addr, len: buf.len() as u64 })
+        Err(MemError {
+            addr,
+            len: buf.len() as u64,
+        })
     }
 }
 
@@ -96,7 +108,12 @@ pub struct Board {
 }
 
 impl Board {
-    pub fn new(clock: VirtualClock, map: MemoryMap, rtc_epoch_secs: u64, virtio: Vec<VirtioSlotDev>) -> Self {
+    pub fn new(
+        clock: VirtualClock,
+        map: MemoryMap,
+        rtc_epoch_secs: u64,
+        virtio: Vec<VirtioSlotDev>,
+    ) -> Self {
         let now = clock.now();
         Board {
             clock,
@@ -129,17 +146,28 @@ impl Board {
         for v in &self.virtio {
             self.pic.set_irq(v.irq, v.dev.irq_level());
         }
-        self.reset |= self.port92.take_reset_request() | self.cf9.take_reset_request() | self.i8042.take_reset_request();
+        self.reset |= self.port92.take_reset_request()
+            | self.cf9.take_reset_request()
+            | self.i8042.take_reset_request();
     }
 
     /// The next virtual time a device needs attention.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        [self.pit.next_deadline_ns(now), self.rtc.next_deadline_ns(now)].into_iter().flatten().min()
+        [
+            self.pit.next_deadline_ns(now),
+            self.rtc.next_deadline_ns(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn virtio_at(&self, paddr: u64) -> Option<usize> {
         match self.map.lookup(paddr)?.kind {
-            RegionKind::VirtioMmio { .. } => self.virtio.iter().position(|v| paddr >= v.base && paddr < v.base + v.size),
+            RegionKind::VirtioMmio { .. } => self
+                .virtio
+                .iter()
+                .position(|v| paddr >= v.base && paddr < v.base + v.size),
             _ => None,
         }
     }
@@ -168,7 +196,8 @@ impl MmioBus for Board {
                 return;
             }
             let n = (size as usize).min(8);
-            v.dev.mmio_write(off, &value.to_le_bytes()[..n], &mut NoMemory);
+            v.dev
+                .mmio_write(off, &value.to_le_bytes()[..n], &mut NoMemory);
             let (irq, level) = (v.irq, v.dev.irq_level());
             self.pic.set_irq(irq, level);
             return;

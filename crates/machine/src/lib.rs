@@ -4,8 +4,8 @@
 //! The machine is host-independent: it uses no files, threads, clocks or stdin. Hosts (the CLI,
 //! the web crate) hand it bytes and a [`HostClock`], and read serial output back.
 
-pub mod boot;
 pub mod board;
+pub mod boot;
 pub mod config;
 pub mod error;
 pub mod memmap;
@@ -82,20 +82,31 @@ impl GuestMemory for DmaMemory<'_> {
         if self.0.read_phys(addr, buf) {
             Ok(())
         } else {
-            Err(MemError { addr, len: buf.len() as u64 })
+            Err(MemError {
+                addr,
+                len: buf.len() as u64,
+            })
         }
     }
     fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemError> {
         // Check first so a bad range writes nothing.
         let mut probe = [0u8; 1];
         let last = addr.wrapping_add(buf.len().saturating_sub(1) as u64);
-        if !buf.is_empty() && (!self.0.read_phys(addr, &mut probe) || !self.0.read_phys(last, &mut probe)) {
-            return Err(MemError { addr, len: buf.len() as u64 });
+        if !buf.is_empty()
+            && (!self.0.read_phys(addr, &mut probe) || !self.0.read_phys(last, &mut probe))
+        {
+            return Err(MemError {
+                addr,
+                len: buf.len() as u64,
+            });
         }
         if self.0.write_phys(addr, buf) {
             Ok(())
         } else {
-            Err(MemError { addr, len: buf.len() as u64 })
+            Err(MemError {
+                addr,
+                len: buf.len() as u64,
+            })
         }
     }
 }
@@ -136,7 +147,12 @@ impl Machine {
         {
             let c = cpu.core_mut();
             let t = config.trace;
-            c.trace = tci64_engine::Trace { in_asm: false, op: t.op, op_opt: t.op_opt, exec: t.exec };
+            c.trace = tci64_engine::Trace {
+                in_asm: false,
+                op: t.op,
+                op_opt: t.op_opt,
+                exec: t.exec,
+            };
             c.guest.trace_in_asm = t.in_asm;
             c.guest.trace_int = t.int;
             c.guest.trace_unimp = t.unimp;
@@ -163,7 +179,12 @@ impl Machine {
             info.protocol,
             info.entry_rip
         );
-        Ok(Machine { cpu, board, boot: info, halted_since_ns: None })
+        Ok(Machine {
+            cpu,
+            board,
+            boot: info,
+            halted_since_ns: None,
+        })
     }
 
     /// Finish queue notifications that needed guest memory, and refresh interrupt lines.
@@ -233,7 +254,9 @@ impl Machine {
     /// rest must be offered again later).
     pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
         let n = self.board.uart.receive(bytes);
-        self.board.pic.set_irq(board::UART_IRQ, self.board.uart.irq_level());
+        self.board
+            .pic
+            .set_irq(board::UART_IRQ, self.board.uart.irq_level());
         n
     }
 

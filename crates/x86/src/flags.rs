@@ -87,7 +87,7 @@ fn sign(s: SizeIx) -> u64 {
 
 #[inline]
 fn parity(v: u64) -> u64 {
-    if (v as u8).count_ones() % 2 == 0 {
+    if (v as u8).count_ones().is_multiple_of(2) {
         fl::PF
     } else {
         0
@@ -184,13 +184,7 @@ pub fn arith_flags(op: CcOp, dst: u64, src: u64, src2: u64) -> u64 {
             c | (zsp(dst, s) & !fl::PF)
         }
         12 => fl::ZF | fl::PF,
-        13 => {
-            if src & m == 0 {
-                fl::ZF
-            } else {
-                0
-            }
-        }
+        13 if src & m == 0 => fl::ZF,
         _ => 0,
     }
 }
