@@ -68,7 +68,7 @@ pub mod ctl {
 }
 
 /// The environment of a SIMD FP operation from MXCSR.
-fn env_of(mxcsr: u32) -> (Env, bool) {
+pub(crate) fn env_of(mxcsr: u32) -> (Env, bool) {
     let mut e = Env::new(Rm::from_rc(mxcsr >> 13));
     e.um_masked = mxcsr & (1 << 11) != 0;
     e.ftz = mxcsr & (1 << 15) != 0 && e.um_masked;
@@ -76,7 +76,7 @@ fn env_of(mxcsr: u32) -> (Env, bool) {
 }
 
 /// Unpack a lane applying DAZ and noting denormal inputs.
-fn input(env: &mut Env, daz: bool, fmt: Fmt, bits: u64, de: bool) -> Val {
+pub(crate) fn input(env: &mut Env, daz: bool, fmt: Fmt, bits: u64, de: bool) -> Val {
     let (v, den) = soft::unpack(fmt, bits);
     if den {
         if daz {
@@ -90,7 +90,7 @@ fn input(env: &mut Env, daz: bool, fmt: Fmt, bits: u64, de: bool) -> Val {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum FOp {
+pub(crate) enum FOp {
     Add,
     Sub,
     Mul,
@@ -100,7 +100,7 @@ enum FOp {
     Sqrt,
 }
 
-fn fp_lane(env: &mut Env, daz: bool, fmt: Fmt, op: FOp, a: u64, b: u64) -> u64 {
+pub(crate) fn fp_lane(env: &mut Env, daz: bool, fmt: Fmt, op: FOp, a: u64, b: u64) -> u64 {
     let va = input(env, daz, fmt, a, false);
     let vb = input(env, daz, fmt, b, false);
     if op == FOp::Sqrt {
@@ -173,7 +173,7 @@ fn cmp_lane(env: &mut Env, daz: bool, fmt: Fmt, pred: u8, a: u64, b: u64) -> boo
 }
 
 /// Comparison inputs: a NaN in either operand suppresses the denormal flag.
-fn cmp_inputs(env: &mut Env, daz: bool, fmt: Fmt, a: u64, b: u64) -> (Val, Val) {
+pub(crate) fn cmp_inputs(env: &mut Env, daz: bool, fmt: Fmt, a: u64, b: u64) -> (Val, Val) {
     let va = input(env, daz, fmt, a, false);
     let vb = input(env, daz, fmt, b, false);
     if !va.is_nan() && !vb.is_nan() {
@@ -208,7 +208,7 @@ fn int_to_fp(env: &mut Env, to: Fmt, x: i64) -> u64 {
     soft::pack(to, soft::from_int(env, to, x))
 }
 
-fn mask(w: u32) -> u64 {
+pub(crate) fn mask(w: u32) -> u64 {
     if w >= 64 {
         u64::MAX
     } else {
@@ -216,13 +216,13 @@ fn mask(w: u32) -> u64 {
     }
 }
 
-fn sx(x: u64, w: u32) -> i64 {
+pub(crate) fn sx(x: u64, w: u32) -> i64 {
     let sh = 64 - w;
     ((x << sh) as i64) >> sh
 }
 
 /// Apply `f` lane-wise to lanes of `w` bits.
-fn lanes(a: u128, b: u128, w: u32, mut f: impl FnMut(u64, u64) -> u64) -> u128 {
+pub(crate) fn lanes(a: u128, b: u128, w: u32, mut f: impl FnMut(u64, u64) -> u64) -> u128 {
     let m = mask(w) as u128;
     let mut r = 0u128;
     for i in 0..128 / w {
@@ -233,17 +233,17 @@ fn lanes(a: u128, b: u128, w: u32, mut f: impl FnMut(u64, u64) -> u64) -> u128 {
     r
 }
 
-fn lane(a: u128, w: u32, i: u32) -> u64 {
+pub(crate) fn lane(a: u128, w: u32, i: u32) -> u64 {
     ((a >> (i * w)) & mask(w) as u128) as u64
 }
 
-fn sat_s(x: i64, w: u32) -> u64 {
+pub(crate) fn sat_s(x: i64, w: u32) -> u64 {
     let lo = -(1i64 << (w - 1));
     let hi = (1i64 << (w - 1)) - 1;
     x.clamp(lo, hi) as u64
 }
 
-fn sat_u(x: i64, w: u32) -> u64 {
+pub(crate) fn sat_u(x: i64, w: u32) -> u64 {
     x.clamp(0, mask(w) as i64) as u64
 }
 
@@ -299,7 +299,7 @@ fn fp_map(env: &mut Env, daz: bool, fmt: Fmt, op: FOp, d: u128, s: u128, scalar:
     }
 }
 
-fn fmt_width(fmt: Fmt) -> u32 {
+pub(crate) fn fmt_width(fmt: Fmt) -> u32 {
     if fmt.p == 24 {
         32
     } else {
@@ -339,17 +339,17 @@ fn rcp(bits: u32, rsqrt: bool) -> u32 {
     }
 }
 
-fn get(c: &Core<X86>, r: u64) -> u128 {
+pub(crate) fn get(c: &Core<X86>, r: u64) -> u128 {
     let x = c.guest.xmm[(r & 15) as usize];
     x[0] as u128 | (x[1] as u128) << 64
 }
 
-fn set(c: &mut Core<X86>, r: u64, v: u128) {
+pub(crate) fn set(c: &mut Core<X86>, r: u64, v: u128) {
     c.guest.xmm[(r & 15) as usize] = [v as u64, (v >> 64) as u64];
 }
 
 /// Raise #XM (or #UD without CR4.OSXMMEXCPT) if an unmasked exception occurred; merge flags.
-fn finish_fp(c: &mut Core<X86>, env: &Env) -> Result<(), Trap> {
+pub(crate) fn finish_fp(c: &mut Core<X86>, env: &Env) -> Result<(), Trap> {
     let fl = env.flags & 0x3f;
     c.guest.mxcsr |= fl;
     let masked = (c.guest.mxcsr >> 7) & 0x3f;

@@ -6,6 +6,7 @@ use super::operand::gpr;
 use super::{Flow, Tr};
 use crate::fpu::fxsave;
 use crate::fpu::sse::{self as fs, ctl, SseOp, CTL_GPR_DST};
+use crate::fpu::sse4::{self as fs4, ExtOp};
 use crate::helpers::{base, Helper};
 use crate::hflags;
 use crate::regs::DS_BASE;
@@ -22,6 +23,8 @@ helpers!(pub enum SseH @ base::SSE; {
     MASKMOV => fs::h_maskmov,
     FXSAVE => fxsave::h_fxsave,
     FXRSTOR => fxsave::h_fxrstor,
+    EXT => fs4::h_ext,
+    CRC32 => fs4::h_crc32,
 });
 
 /// This family's helpers: (first id, end of range, table).
@@ -61,6 +64,18 @@ fn unaligned_ok(m: Mnemonic) -> bool {
     matches!(
         m,
         Mnemonic::Movups | Mnemonic::Movupd | Mnemonic::Movdqu | Mnemonic::Lddqu
+    )
+}
+
+/// Extracts to r/m (a memory destination stores a computed value, not an XMM register).
+fn is_extract(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Pextrb
+            | Mnemonic::Pextrw
+            | Mnemonic::Pextrd
+            | Mnemonic::Pextrq
+            | Mnemonic::Extractps
     )
 }
 
@@ -141,6 +156,18 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             t.call(id, a, kf, kf);
             return Some(Flow::Next);
         }
+        Mnemonic::Crc32 => {
+            // CRC32 r32/r64, r/m8/16/32/64 (CRC-32C); no flags.
+            let size = t.op_size(1);
+            let src = t.loc(1);
+            let v = t.read(src, size);
+            let r0 = t.insn.op_register(0);
+            let crc = t.read_reg(r0);
+            let ks = t.b.konst(size as u64);
+            let r = t.call(SseH::CRC32.id(), crc, v, ks);
+            t.write_reg(r0, r);
+            return Some(Flow::Next);
+        }
         Mnemonic::Movnti => {
             // A plain GPR store.
             let size = t.op_size(1);
@@ -170,7 +197,13 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
         }
         _ => {}
     }
-    let op = SseOp::from_mnemonic(m)?;
+    let (helper, opnum, ext) = if let Some(op) = SseOp::from_mnemonic(m) {
+        (SseH::OP, op as u64, None)
+    } else {
+        let e = ExtOp::from_mnemonic(m)?;
+        (SseH::EXT, e as u64, Some(e))
+    };
+    let unaligned = unaligned_ok(m) || ext.is_some_and(|e| e.unaligned_ok());
     let n = t.insn.op_count();
     let mut has_xmm = false;
     for i in 0..n {
@@ -189,12 +222,23 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
     if let Some(f) = sse_check(t) {
         return Some(f);
     }
-    let mut k = op as u64;
+    let mut k = opnum;
     if n >= 3 && t.insn.op_kind(n - 1) == OpKind::Immediate8 {
         k |= (t.insn.immediate(n - 1) & 0xff) << ctl::IMM_SHIFT;
     }
     let k0 = t.insn.op_kind(0);
     // Stores: memory destination.
+    if k0 == OpKind::Memory && is_extract(m) {
+        // PEXTRB/W/D/Q, EXTRACTPS to memory: compute the value, then store it.
+        let size = t.insn.memory_size().size();
+        let (a, disp) = t.ea();
+        k |= CTL_GPR_DST | xmm_num(t.insn.op_register(1)) << ctl::SRC_SHIFT;
+        let kk = t.b.konst(k);
+        let z = t.b.konst(0);
+        let v = t.call(helper.id(), z, z, kk);
+        t.st(size.clamp(1, 8), a, disp, v);
+        return Some(Flow::Next);
+    }
     if k0 == OpKind::Memory {
         let src = xmm_num(t.insn.op_register(1));
         let size = t.insn.memory_size().size();
@@ -247,7 +291,7 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             {
                 k |= ctl::W64;
             }
-            let align = t.insn.memory_size().size() == 16 && !unaligned_ok(m);
+            let align = t.insn.memory_size().size() == 16 && !unaligned;
             load_mem(t, align)
         }
         OpKind::Immediate8 => {
@@ -259,14 +303,18 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
         _ => return None,
     };
     let kk = t.b.konst(k);
-    let r = t.call(SseH::OP.id(), lo, hi, kk);
+    let r = t.call(helper.id(), lo, hi, kk);
     if gpr_dst {
         t.write_reg(r0, r);
     }
+    if ext.is_some_and(|e| e.writes_ecx()) {
+        t.write_reg(Register::ECX, r);
+    }
     if matches!(
-        op,
-        SseOp::Comiss | SseOp::Ucomiss | SseOp::Comisd | SseOp::Ucomisd
-    ) {
+        m,
+        Mnemonic::Comiss | Mnemonic::Ucomiss | Mnemonic::Comisd | Mnemonic::Ucomisd
+    ) || ext.is_some_and(|e| e.sets_flags())
+    {
         t.cc_dynamic();
     }
     Some(Flow::Next)
