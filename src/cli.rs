@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use tci64_machine::TraceFlags;
+use tci64_machine::{MachineType, TraceFlags};
 
 /// Guest RAM when `-m` is not given.
 pub const DEFAULT_RAM_BYTES: u64 = 256 << 20;
@@ -119,6 +119,8 @@ pub struct Options {
     /// Disks in command-line order (`-drive if=virtio` and `-device virtio-blk-device`).
     pub disks: Vec<Disk>,
     pub microvm: MicrovmOptions,
+    /// `-M microvm` (default) or `-M pc`.
+    pub machine: MachineType,
     /// `-cpu qemu64,-apic` turns the local APIC off. Not yet passed to the machine.
     pub cpu_apic: bool,
     /// `-global virtio-mmio.force-legacy=true|false`: legacy (version 1) or modern (version 2)
@@ -144,6 +146,7 @@ impl Default for Options {
             ram_bytes: DEFAULT_RAM_BYTES,
             disks: Vec::new(),
             microvm: MicrovmOptions::default(),
+            machine: MachineType::Microvm,
             cpu_apic: true,
             virtio_mmio_force_legacy: true,
             no_reboot: false,
@@ -183,13 +186,15 @@ Boot:
   -append STR         kernel command line (bundled guest: 'console=ttyS0 panic=-1 reboot=t')
   -m SIZE             guest RAM: 512M, 2G, 1T; a plain number is MiB (default 256M)
 
-Disks (virtio-blk over virtio-mmio):
+Disks (virtio-blk over virtio-mmio on microvm, over PCI on pc):
   -drive file=F,format=raw,if=virtio[,readonly=on][,snapshot=on][,id=X]
-  -drive id=X,file=F,format=raw,if=none  with  -device virtio-blk-device,drive=X
+  -drive id=X,file=F,format=raw,if=none  with  -device virtio-blk-device,drive=X  (microvm)
+                                          or  -device virtio-blk-pci,drive=X     (pc)
   -snapshot           keep every disk's writes in memory (discarded at exit)
 
 Machine (QEMU microvm spellings; accepted so QEMU command lines run unchanged):
   -M microvm[,acpi=on|off][,pic=on|off][,pit=on|off][,rtc=on|off]   (-M help lists machines)
+  -M pc               PCI bus, virtio-blk-pci disks, no firmware/ACPI (Linux: add acpi=off)
   -accel tcg   -cpu qemu64[,-apic]   -smp 1   -nographic   -serial stdio   -nic none
   -global virtio-mmio.force-legacy=true|false   legacy (v1, default) or modern (v2) transports
   -no-reboot          exit (status 0) when the guest resets
@@ -223,7 +228,10 @@ pub fn trace_help() -> String {
 
 /// `-M help` text.
 pub fn machine_help() -> String {
-    "Supported machines are:\nmicrovm              microvm (i386) (the default)\n".to_string()
+    "Supported machines are:\n\
+     microvm              microvm (i386) (the default)\n\
+     pc                   Standard PC (i440FX-like PCI host bridge, no firmware)\n"
+        .to_string()
 }
 
 /// Parse the arguments after the program name.
@@ -238,6 +246,8 @@ where
     // Disk order: each entry is an index into `drives`.
     let mut attached: Vec<usize> = Vec::new();
     let mut global_snapshot = false;
+    // `-device` names, to check them against the machine at the end.
+    let mut device_names: Vec<&'static str> = Vec::new();
 
     while let Some(arg) = args.next() {
         // QEMU accepts `--opt` for every `-opt`.
@@ -271,7 +281,8 @@ where
                 drives.push(d);
             }
             "-device" => {
-                let id = parse_device(&value("-device")?)?;
+                let (name, id) = parse_device(&value("-device")?)?;
+                device_names.push(name);
                 let Some(i) = drives
                     .iter()
                     .position(|d| d.id.as_deref() == Some(id.as_str()))
@@ -296,7 +307,7 @@ where
                 if v == "help" || v == "?" {
                     return Ok(Command::MachineHelp);
                 }
-                o.microvm = parse_machine(&opt, &v)?;
+                (o.machine, o.microvm) = parse_machine(&opt, &v)?;
             }
             "-accel" => {
                 let v = value("-accel")?;
@@ -357,6 +368,13 @@ where
         }
     }
 
+    let (wrong, right) = match o.machine {
+        MachineType::Microvm => ("virtio-blk-pci", "-M pc"),
+        MachineType::Pc => ("virtio-blk-device", "-M microvm"),
+    };
+    if device_names.contains(&wrong) {
+        return err(format!("-device {wrong}: needs {right}"));
+    }
     if o.initrd.is_some() && o.kernel.is_none() {
         return err("-initrd: needs -kernel too (the bundled guest has its own initrd)");
     }
@@ -391,8 +409,8 @@ fn expects(opt: &str) -> &'static str {
         "-append" => "expected the kernel command line",
         "-m" => "expected a size such as 512M or 2G",
         "-drive" => "expected file=F,format=raw,if=virtio",
-        "-device" => "expected virtio-blk-device,drive=ID",
-        "-M" | "-machine" => "expected microvm",
+        "-device" => "expected virtio-blk-device,drive=ID or virtio-blk-pci,drive=ID",
+        "-M" | "-machine" => "expected microvm or pc",
         "-accel" => "expected tcg",
         "-cpu" => "expected qemu64",
         "-smp" => "expected 1",
@@ -559,22 +577,19 @@ pub fn parse_drive(v: &str) -> Result<Drive, CliError> {
     })
 }
 
-/// `-device virtio-blk-device,drive=ID`: returns the drive id.
-pub fn parse_device(v: &str) -> Result<String, CliError> {
+/// `-device virtio-blk-device,drive=ID` or `-device virtio-blk-pci,drive=ID`: returns the
+/// device name and the drive id.
+pub fn parse_device(v: &str) -> Result<(&'static str, String), CliError> {
     let (name, rest) = v.split_once(',').unwrap_or((v, ""));
-    match name {
-        "virtio-blk-device" => {}
-        "virtio-blk-pci" => {
-            return err(format!(
-                "-device {name}: PCI is not supported yet; use virtio-blk-device (-M microvm)"
-            ))
-        }
+    let name = match name {
+        "virtio-blk-device" => "virtio-blk-device",
+        "virtio-blk-pci" => "virtio-blk-pci",
         _ => {
             return err(format!(
-                "-device {name}: unknown device (only virtio-blk-device is supported)"
+                "-device {name}: unknown device (only virtio-blk-device and virtio-blk-pci are supported)"
             ))
         }
-    }
+    };
     let mut drive = None;
     for (k, val) in split_opts(rest).map_err(|e| CliError(format!("-device: {e}")))? {
         match k.as_str() {
@@ -588,23 +603,32 @@ pub fn parse_device(v: &str) -> Result<String, CliError> {
         }
     }
     match drive {
-        Some(d) if !d.is_empty() => Ok(d),
+        Some(d) if !d.is_empty() => Ok((name, d)),
         _ => err(format!("-device {v}: missing drive=ID")),
     }
 }
 
-/// `-M microvm[,acpi=..,pic=..,pit=..,rtc=..]` (also `type=microvm,...`).
-pub fn parse_machine(opt: &str, v: &str) -> Result<MicrovmOptions, CliError> {
+/// `-M microvm[,acpi=..,pic=..,pit=..,rtc=..]` (also `type=microvm,...`) or `-M pc`.
+pub fn parse_machine(opt: &str, v: &str) -> Result<(MachineType, MicrovmOptions), CliError> {
     let (first, rest) = v.split_once(',').unwrap_or((v, ""));
     let name = first.strip_prefix("type=").unwrap_or(first);
     match name {
         "microvm" => {}
-        "pc" | "q35" | "pc-i440fx-7.2" | "pc-q35-7.2" => {
-            return err(format!("{opt} {name}: not supported yet (only microvm)"))
+        "pc" | "pc-i440fx-7.2" => {
+            if let Some((k, _)) = split_opts(rest)
+                .map_err(|e| CliError(format!("{opt}: {e}")))?
+                .first()
+            {
+                return err(format!("{opt} pc: unknown property '{k}' (pc takes none)"));
+            }
+            return Ok((MachineType::Pc, MicrovmOptions::default()));
+        }
+        "q35" | "pc-q35-7.2" => {
+            return err(format!("{opt} {name}: not supported (only microvm and pc)"))
         }
         _ => {
             return err(format!(
-                "{opt} {name}: unknown machine (only microvm; -M help lists them)"
+                "{opt} {name}: unknown machine (only microvm and pc; -M help lists them)"
             ))
         }
     }
@@ -623,7 +647,7 @@ pub fn parse_machine(opt: &str, v: &str) -> Result<MicrovmOptions, CliError> {
             }
         }
     }
-    Ok(m)
+    Ok((MachineType::Microvm, m))
 }
 
 /// `-cpu qemu64[,-apic|,+apic|,apic=on|off]`: returns whether the local APIC is present.
@@ -980,12 +1004,28 @@ mod tests {
             "-device: drive=d0 is attached twice"
         );
         assert_eq!(
-            fails(&["-device", "virtio-blk-pci,drive=d0"]),
-            "-device virtio-blk-pci: PCI is not supported yet; use virtio-blk-device (-M microvm)"
+            fails(&[
+                "-drive",
+                "file=x,id=d0,if=none",
+                "-device",
+                "virtio-blk-pci,drive=d0"
+            ]),
+            "-device virtio-blk-pci: needs -M pc"
+        );
+        assert_eq!(
+            fails(&[
+                "-M",
+                "pc",
+                "-drive",
+                "file=x,id=d0,if=none",
+                "-device",
+                "virtio-blk-device,drive=d0"
+            ]),
+            "-device virtio-blk-device: needs -M microvm"
         );
         assert_eq!(
             fails(&["-device", "e1000"]),
-            "-device e1000: unknown device (only virtio-blk-device is supported)"
+            "-device e1000: unknown device (only virtio-blk-device and virtio-blk-pci are supported)"
         );
         assert_eq!(
             fails(&["-device", "virtio-blk-device"]),
@@ -1020,17 +1060,41 @@ mod tests {
             }
         );
         assert_eq!(run(&["-M", "microvm"]).microvm, MicrovmOptions::default());
+        assert_eq!(run(&["-M", "microvm"]).machine, MachineType::Microvm);
+        assert_eq!(run(&[]).machine, MachineType::Microvm);
+        let o = run(&[
+            "-M",
+            "pc",
+            "-drive",
+            "file=x,id=d0,if=none",
+            "-device",
+            "virtio-blk-pci,drive=d0",
+        ]);
+        assert_eq!(o.machine, MachineType::Pc);
+        assert_eq!(o.disks.len(), 1);
+        // -M after -device, if=virtio on pc
+        let o = run(&[
+            "-drive",
+            "file=x,id=d0,if=none",
+            "-device",
+            "virtio-blk-pci,drive=d0",
+            "-drive",
+            "file=y,if=virtio",
+            "-machine",
+            "type=pc",
+        ]);
+        assert_eq!((o.machine, o.disks.len()), (MachineType::Pc, 2));
         assert_eq!(
-            fails(&["-M", "pc"]),
-            "-M pc: not supported yet (only microvm)"
+            fails(&["-M", "pc,acpi=off"]),
+            "-M pc: unknown property 'acpi' (pc takes none)"
         );
         assert_eq!(
             fails(&["-machine", "q35"]),
-            "-machine q35: not supported yet (only microvm)"
+            "-machine q35: not supported (only microvm and pc)"
         );
         assert_eq!(
             fails(&["-M", "isapc"]),
-            "-M isapc: unknown machine (only microvm; -M help lists them)"
+            "-M isapc: unknown machine (only microvm and pc; -M help lists them)"
         );
         assert_eq!(
             fails(&["-M", "microvm,x-option-roms=off"]),
@@ -1041,6 +1105,7 @@ mod tests {
             "-M: acpi=auto: expected on or off"
         );
         assert!(machine_help().contains("microvm"));
+        assert!(machine_help().contains("\npc "));
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
             .unwrap_or(0),
         trace: o.trace,
         virtio_legacy: o.virtio_mmio_force_legacy,
+        machine: o.machine,
     };
     let mut machine =
         Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())?;

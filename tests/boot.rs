@@ -89,6 +89,7 @@ fn machine(cmdline: &str, disk: Option<SharedDisk>) -> Machine {
         rtc_epoch_secs: 1_700_000_000,
         trace: TraceFlags::default(),
         virtio_legacy: false,
+        machine: Default::default(),
     };
     Machine::new(config, Box::new(Clock(Instant::now()))).expect("machine")
 }

@@ -124,10 +124,25 @@ fn bad_trace_item() {
 }
 
 #[test]
-fn pc_machine_is_refused() {
+fn q35_machine_is_refused() {
     assert_eq!(
-        one_line_error(&["-M", "pc"]),
-        "tci64: -M pc: not supported yet (only microvm)"
+        one_line_error(&["-M", "q35"]),
+        "tci64: -M q35: not supported (only microvm and pc)"
+    );
+}
+
+#[test]
+fn pc_machine_needs_virtio_blk_pci() {
+    assert_eq!(
+        one_line_error(&[
+            "-M",
+            "pc",
+            "-drive",
+            "id=d0,file=x,format=raw,if=none",
+            "-device",
+            "virtio-blk-device,drive=d0"
+        ]),
+        "tci64: -device virtio-blk-device: needs -M microvm"
     );
 }
 

@@ -24,6 +24,8 @@
 //! | [`misc::PostPort`], [`misc::Port92`] | `default()` | `PioDevice` 0x80, 0x92 | `Port92::take_reset_request()`, `a20_enabled()` |
 //! | [`cf9::ResetControl`] | `default()` | `PioDevice` 0xCF9 (byte) | `take_reset_request()` |
 //! | [`virtio::mmio::VirtioMmio`] | `new(VirtioBlk::new(backend, ro), legacy)` | `mmio_read(off, buf)`, `mmio_write(off, buf, mem)` | `irq_level()` |
+//! | [`pci::PciBus`] | `new()`, `add_device(slot, dev, irq)`, `assign_resources(mem, io)` | `PioDevice` 0xCF8 (dword), 0xCFC-0xCFF; `mmio_read/mmio_write(paddr, ..)`, `io_read/io_write` for BARs | `irq_levels()` (bit n = IRQ n), `service(mem)` after `Access::NeedsService` |
+//! | [`virtio::pci::VirtioPci`] | `new(VirtioBlk::new(backend, ro))` | a [`pci::PciDevice`] on the bus | INTx |
 
 pub mod block;
 pub mod cf9;
@@ -32,6 +34,7 @@ pub mod i8254;
 pub mod i8259;
 pub mod mc146818;
 pub mod misc;
+pub mod pci;
 pub mod uart16550;
 pub mod virtio;
 

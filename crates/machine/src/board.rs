@@ -8,6 +8,7 @@ use tci64_devices::i8254::Pit;
 use tci64_devices::i8259::Pic;
 use tci64_devices::mc146818::Rtc;
 use tci64_devices::misc::{Port92, PostPort};
+use tci64_devices::pci::{Access, PciBus};
 use tci64_devices::uart16550::Uart16550;
 use tci64_devices::virtio::blk::VirtioBlk;
 use tci64_devices::virtio::mmio::VirtioMmio;
@@ -101,6 +102,10 @@ pub struct Board {
     pub virtio: Vec<VirtioSlotDev>,
     /// Queue notifications (device index, value) waiting for guest memory.
     pub notifies: Vec<(usize, u32)>,
+    /// The PCI bus (`-M pc`), reached at 0xCF8-0xCFF and through its BARs.
+    pub pci: Option<PciBus>,
+    /// A PCI device has work that needs guest memory (`PciBus::service`).
+    pub pci_service: bool,
     /// A device asked for a reset.
     pub reset: bool,
     /// Ports nobody claims, already reported (to log each once).
@@ -128,6 +133,8 @@ impl Board {
             cf9: ResetControl::default(),
             virtio,
             notifies: Vec::new(),
+            pci: None,
+            pci_service: false,
             reset: false,
             unclaimed_logged: Default::default(),
         }
@@ -146,9 +153,22 @@ impl Board {
         for v in &self.virtio {
             self.pic.set_irq(v.irq, v.dev.irq_level());
         }
+        self.update_pci_irqs();
         self.reset |= self.port92.take_reset_request()
             | self.cf9.take_reset_request()
             | self.i8042.take_reset_request();
+    }
+
+    /// Drive the PCI INTx lines into the PIC (a shared line is the OR of its devices).
+    pub fn update_pci_irqs(&mut self) {
+        if let Some(pci) = &self.pci {
+            let (lines, levels) = (pci.irq_lines(), pci.irq_levels());
+            for line in 0..16u8 {
+                if lines & (1 << line) != 0 {
+                    self.pic.set_irq(line, levels & (1 << line) != 0);
+                }
+            }
+        }
     }
 
     /// The next virtual time a device needs attention.
@@ -182,6 +202,15 @@ impl MmioBus for Board {
             v.dev.mmio_read(paddr - v.base, &mut b[..n]);
             return u64::from_le_bytes(b);
         }
+        if let Some(pci) = &mut self.pci {
+            let mut b = [0u8; 8];
+            let n = (size as usize).min(8);
+            if pci.mmio_read(paddr, &mut b[..n]) {
+                // Reads can lower INTx (virtio's ISR is read-to-clear).
+                self.update_pci_irqs();
+                return u64::from_le_bytes(b);
+            }
+        }
         log::trace!("unclaimed MMIO read {paddr:#x}/{size}");
         u64::MAX
     }
@@ -201,6 +230,21 @@ impl MmioBus for Board {
             let (irq, level) = (v.irq, v.dev.irq_level());
             self.pic.set_irq(irq, level);
             return;
+        }
+        if let Some(pci) = &mut self.pci {
+            let n = (size as usize).min(8);
+            match pci.mmio_write(paddr, &value.to_le_bytes()[..n]) {
+                // Processing needs guest memory: finish it when the CPU returns.
+                Some(Access::NeedsService) => {
+                    self.pci_service = true;
+                    return;
+                }
+                Some(Access::Done) => {
+                    self.update_pci_irqs();
+                    return;
+                }
+                None => {}
+            }
         }
         log::trace!("unclaimed MMIO write {paddr:#x}/{size} = {value:#x}");
     }
@@ -226,7 +270,15 @@ impl X86Bus for Board {
             0x80 => self.post.pio_read(port, size),
             0x92 => self.port92.pio_read(port, size),
             0xcf9 if size == 1 => self.cf9.pio_read(port, size),
+            0xcf8..=0xcff if self.pci.is_some() => self
+                .pci
+                .as_mut()
+                .map_or(u32::MAX, |p| p.pio_read(port, size)),
             _ => {
+                // A PCI I/O BAR, else nobody.
+                if let Some(v) = self.pci.as_mut().and_then(|p| p.io_read(port, size)) {
+                    return v;
+                }
                 if self.unclaimed_logged.insert(port) {
                     log::debug!("unclaimed port read {port:#x}/{size}");
                 }
@@ -266,7 +318,22 @@ impl X86Bus for Board {
                 self.cf9.pio_write(port, size, value);
                 self.reset |= self.cf9.take_reset_request();
             }
+            0xcf8..=0xcff if self.pci.is_some() => {
+                if let Some(p) = self.pci.as_mut() {
+                    p.pio_write(port, size, value);
+                }
+                // A command register write can mask or unmask INTx.
+                self.update_pci_irqs();
+            }
             _ => {
+                if let Some(a) = self
+                    .pci
+                    .as_mut()
+                    .and_then(|p| p.io_write(port, size, value))
+                {
+                    self.pci_service |= a == Access::NeedsService;
+                    return;
+                }
                 if self.unclaimed_logged.insert(port) {
                     log::debug!("unclaimed port write {port:#x}/{size} = {value:#x}");
                 }
@@ -288,6 +355,6 @@ impl X86Bus for Board {
     }
 
     fn take_stop_request(&mut self) -> bool {
-        !self.notifies.is_empty() || self.reset
+        !self.notifies.is_empty() || self.reset || self.pci_service
     }
 }

@@ -20,6 +20,17 @@ pub struct TraceFlags {
     pub unimp: bool,
 }
 
+/// Which board to build (`-M`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MachineType {
+    /// QEMU `microvm,acpi=off`-like: virtio-mmio disks announced with `virtio_mmio.device=`.
+    #[default]
+    Microvm,
+    /// QEMU `pc`-like (without firmware or ACPI): a PCI bus with an i440FX-like host bridge and
+    /// virtio-blk-pci disks on 8259 IRQs 10/11.
+    Pc,
+}
+
 /// Everything needed to build a [`crate::Machine`].
 pub struct MachineConfig {
     /// Guest RAM size in bytes (`-m`).
@@ -43,4 +54,6 @@ pub struct MachineConfig {
     /// virtio-mmio transports in legacy (version 1) form, as QEMU's default; `false` = modern
     /// (version 2).
     pub virtio_legacy: bool,
+    /// The board (`-M microvm` or `-M pc`).
+    pub machine: MachineType,
 }

@@ -9,14 +9,16 @@ pub mod boot;
 pub mod config;
 pub mod error;
 pub mod memmap;
+pub mod pc;
 
-pub use config::{DiskConfig, MachineConfig, TraceFlags};
+pub use config::{DiskConfig, MachineConfig, MachineType, TraceFlags};
 pub use error::MachineError;
 
 use board::{Board, VirtioSlotDev, VirtualClock};
 use memmap::MemoryMap;
 use tci64_devices::virtio::blk::VirtioBlk;
 use tci64_devices::virtio::mmio::VirtioMmio;
+use tci64_devices::virtio::pci::VirtioPci;
 use tci64_devices::virtio::{GuestMemory, MemError};
 use tci64_x86::{Cpu, CpuExit, LongModeEntry};
 
@@ -120,8 +122,8 @@ const MIN_ICOUNT_SLICE: u64 = 1000;
 
 impl Machine {
     /// Build the machine, load the kernel and initrd, and put the CPU at the kernel's 64-bit entry.
-    pub fn new(config: MachineConfig, clock: Box<dyn HostClock>) -> Result<Self, MachineError> {
-        let map = MemoryMap::new(config.ram_bytes, config.disks.len())
+    pub fn new(mut config: MachineConfig, clock: Box<dyn HostClock>) -> Result<Self, MachineError> {
+        let map = MemoryMap::for_machine(config.machine, config.ram_bytes, config.disks.len())
             .map_err(|e| MachineError::Config(format!("-m {}: {e}", config.ram_bytes)))?;
         let mut cpu = Cpu::new(map.low_ram_end(), map.high_ram_bytes())
             .map_err(|e| MachineError::Config(e.to_string()))?;
@@ -158,6 +160,10 @@ impl Machine {
             c.guest.trace_unimp = t.unimp;
         }
         let mut virtio = Vec::new();
+        let mut pci_disks = Vec::new();
+        if config.machine == MachineType::Pc {
+            pci_disks = std::mem::take(&mut config.disks);
+        }
         for (i, d) in config.disks.into_iter().enumerate() {
             let slot = map
                 .disk_slot(i)
@@ -171,7 +177,13 @@ impl Machine {
             });
         }
         let vclock = VirtualClock::new(clock, config.icount_shift);
-        let board = Board::new(vclock, map, config.rtc_epoch_secs, virtio);
+        let mut board = Board::new(vclock, map, config.rtc_epoch_secs, virtio);
+        if config.machine == MachineType::Pc {
+            let pci = pc::build_pci(pci_disks)?;
+            // Level-triggered PCI lines, as a BIOS programs the ELCR.
+            board.pic.set_elcr(pci.irq_lines());
+            board.pci = Some(pci);
+        }
         log::info!(
             "loaded {} ({:?}, protocol {:#x}) entry {:#x}, command line: {cmdline}",
             config.kernel_name,
@@ -197,6 +209,12 @@ impl Machine {
                 &value.to_le_bytes(),
                 &mut DmaMemory(&mut self.cpu),
             );
+        }
+        if self.board.pci_service {
+            self.board.pci_service = false;
+            if let Some(pci) = &mut self.board.pci {
+                pci.service(&mut DmaMemory(&mut self.cpu));
+            }
         }
         self.board.clock.slice_icount = self.cpu.icount();
         let now = self.board.clock.now();
@@ -295,6 +313,14 @@ impl Machine {
                 .backend_mut()
                 .flush()
                 .map_err(|e| MachineError::Config(format!("flushing a disk: {e}")))?;
+        }
+        for dev in self.board.pci.iter_mut().flat_map(|p| p.devices_mut()) {
+            if let Some(blk) = dev.as_any_mut().downcast_mut::<VirtioPci<VirtioBlk>>() {
+                blk.device_mut()
+                    .backend_mut()
+                    .flush()
+                    .map_err(|e| MachineError::Config(format!("flushing a disk: {e}")))?;
+            }
         }
         Ok(())
     }

@@ -19,6 +19,12 @@
 //! | `[0xFEE0_0000, +4 KiB)` | local APIC | reserved |
 //! | `[4 GiB, 4 GiB + ram − low_top)` | RAM above the hole, if `ram > 0xC000_0000` | usable |
 //!
+//! **`-M pc`** ([`MemoryMap::for_machine`] with [`MachineType::Pc`]) has the same RAM, EBDA,
+//! IOAPIC and LAPIC rows, no virtio-mmio transports, and instead the PCI memory window
+//! `[0xFE00_0000, 0xFEC0_0000)` where the machine places the BARs (not in the e820 table, like
+//! QEMU's PCI hole: Linux sees it as a gap "available for PCI devices"). Its disks are
+//! virtio-blk-pci functions, up to [`PCI_MAX_DISKS`].
+//!
 //! **Disk → slot assignment follows QEMU**: disk *i* takes slot *7 − i*, so the first disk is at
 //! `0xfeb00e00`, IRQ 12 (QEMU appends `virtio_mmio.device=512@0xfeb00e00:12`), the second at
 //! `0xfeb00c00`, IRQ 11, and so on. The command-line arguments are emitted in disk order, so
@@ -29,6 +35,7 @@
 //! `[0, low_top)`, and guest physical `[4 GiB, 4 GiB + high)` is buffer `[low_top, ram)`
 //! ([`MemoryMap::ram_offset`]).
 
+use crate::config::MachineType;
 use thiserror::Error;
 
 /// Start of the MMIO hole below 4 GiB; RAM beyond this moves above 4 GiB.
@@ -47,6 +54,16 @@ pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
 pub const VIRTIO_MMIO_SLOTS: usize = 8;
 /// IRQ (8259 line / IOAPIC pin) of transport 0; transport n uses `VIRTIO_MMIO_FIRST_IRQ + n`.
 pub const VIRTIO_MMIO_FIRST_IRQ: u8 = 5;
+/// The PCI memory window (BARs) on `-M pc`: from here up to the IOAPIC page.
+pub const PCI_MMIO_BASE: u64 = 0xFE00_0000;
+/// One past the PCI memory window.
+pub const PCI_MMIO_END: u64 = 0xFEC0_0000;
+/// The PCI I/O port window for I/O BARs on `-M pc` (SeaBIOS's choice).
+pub const PCI_IO_BASE: u64 = 0xC000;
+/// One past the PCI I/O window.
+pub const PCI_IO_END: u64 = 0x1_0000;
+/// Most virtio-blk-pci disks on `-M pc`.
+pub const PCI_MAX_DISKS: usize = 8;
 /// The IOAPIC's MMIO page.
 pub const IOAPIC_BASE: u64 = 0xFEC0_0000;
 /// The local APIC's MMIO page.
@@ -70,6 +87,8 @@ pub enum RegionKind {
         /// The disk attached to it, if any (index into the machine's disk list).
         disk: Option<u8>,
     },
+    /// The PCI memory window: BARs decode inside it (`-M pc`).
+    PciMmio,
     /// The IOAPIC page (no device there yet: reads all-ones, writes ignored).
     IoApic,
     /// The local APIC page (no device there yet).
@@ -142,6 +161,8 @@ pub enum MemMapError {
     RamTooLarge(u64),
     #[error("{0} disks requested but there are only {VIRTIO_MMIO_SLOTS} virtio-mmio slots")]
     TooManyDisks(usize),
+    #[error("{0} disks requested but -M pc takes at most {PCI_MAX_DISKS}")]
+    TooManyPciDisks(usize),
 }
 
 /// The machine's physical memory map.
@@ -155,8 +176,17 @@ pub struct MemoryMap {
 }
 
 impl MemoryMap {
-    /// The map for `ram_bytes` of RAM and `disks` virtio-blk disks.
+    /// The microvm map for `ram_bytes` of RAM and `disks` virtio-blk disks.
     pub fn new(ram_bytes: u64, disks: usize) -> Result<Self, MemMapError> {
+        Self::for_machine(MachineType::Microvm, ram_bytes, disks)
+    }
+
+    /// The map of board `machine` for `ram_bytes` of RAM and `disks` virtio-blk disks.
+    pub fn for_machine(
+        machine: MachineType,
+        ram_bytes: u64,
+        disks: usize,
+    ) -> Result<Self, MemMapError> {
         if ram_bytes < MIN_RAM {
             return Err(MemMapError::RamTooSmall(ram_bytes));
         }
@@ -168,8 +198,14 @@ impl MemoryMap {
         if ram_bytes > (1 << 46) || usize::try_from(ram_bytes).is_err() {
             return Err(MemMapError::RamTooLarge(ram_bytes));
         }
-        if disks > VIRTIO_MMIO_SLOTS {
-            return Err(MemMapError::TooManyDisks(disks));
+        match machine {
+            MachineType::Microvm if disks > VIRTIO_MMIO_SLOTS => {
+                return Err(MemMapError::TooManyDisks(disks))
+            }
+            MachineType::Pc if disks > PCI_MAX_DISKS => {
+                return Err(MemMapError::TooManyPciDisks(disks))
+            }
+            _ => {}
         }
         let low_ram_end = ram_bytes.min(MMIO_HOLE_START);
         let mut regions = vec![
@@ -197,7 +233,21 @@ impl MemoryMap {
                 name: "RAM",
             });
         }
-        for slot in 0..VIRTIO_MMIO_SLOTS {
+        if machine == MachineType::Pc {
+            regions.push(Region {
+                base: PCI_MMIO_BASE,
+                size: PCI_MMIO_END - PCI_MMIO_BASE,
+                kind: RegionKind::PciMmio,
+                e820: None,
+                name: "PCI MMIO window",
+            });
+        }
+        let mmio_slots = if machine == MachineType::Microvm {
+            VIRTIO_MMIO_SLOTS
+        } else {
+            0
+        };
+        for slot in 0..mmio_slots {
             // QEMU convention: disk i takes slot 7 - i.
             let disk = (0..disks).find(|&d| VIRTIO_MMIO_SLOTS - 1 - d == slot);
             regions.push(Region {
@@ -481,6 +531,34 @@ mod tests {
             assert!(w[0].end() <= w[1].base);
         }
         assert!(m.regions().iter().all(|r| r.size > 0));
+    }
+
+    #[test]
+    fn pc_map() {
+        let m = MemoryMap::for_machine(MachineType::Pc, 256 * MIB, 2).unwrap();
+        // Same e820 as microvm: the PCI window is a gap, not a reservation.
+        assert_eq!(m.e820(), MemoryMap::new(256 * MIB, 1).unwrap().e820());
+        assert!(m.virtio_cmdline_args().is_empty());
+        assert_eq!(m.disk_slot(0), None);
+        assert_eq!(m.lookup(0xfeb00e00).unwrap().kind, RegionKind::PciMmio);
+        assert_eq!(m.lookup(PCI_MMIO_BASE).unwrap().kind, RegionKind::PciMmio);
+        assert_eq!(m.lookup(PCI_MMIO_BASE - 1), None);
+        assert_eq!(m.lookup(IOAPIC_BASE).unwrap().kind, RegionKind::IoApic);
+        for w in m.regions().windows(2) {
+            assert!(w[0].end() <= w[1].base);
+        }
+        // The window stays clear of RAM whatever the RAM size.
+        let big = MemoryMap::for_machine(MachineType::Pc, 8192 * MIB, 0).unwrap();
+        assert!(big
+            .regions()
+            .iter()
+            .filter(|r| r.is_ram())
+            .all(|r| r.end() <= PCI_MMIO_BASE || r.base >= FOUR_GIB));
+        assert_eq!(
+            MemoryMap::for_machine(MachineType::Pc, 256 * MIB, 9),
+            Err(MemMapError::TooManyPciDisks(9))
+        );
+        assert!(MemoryMap::for_machine(MachineType::Pc, 256 * MIB, 8).is_ok());
     }
 
     #[test]

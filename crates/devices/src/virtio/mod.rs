@@ -1,5 +1,5 @@
-//! Virtio 1.2 devices: split virtqueues ([`queue`]), the virtio-mmio transport ([`mmio`]) and
-//! virtio-blk ([`blk`]).
+//! Virtio 1.2 devices: split virtqueues ([`queue`]), the virtio-mmio transport ([`mmio`]), the
+//! modern virtio-pci transport ([`pci`]) and virtio-blk ([`blk`]).
 //!
 //! Devices are transport-independent ([`VirtioDevice`]); the transport owns the queues and hands
 //! a device its queue on notification. Devices only ever see validated descriptor chains, and
@@ -7,6 +7,7 @@
 
 pub mod blk;
 pub mod mmio;
+pub mod pci;
 pub mod queue;
 
 use thiserror::Error;
