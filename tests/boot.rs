@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tci64_devices::block::{BlockBackend, BlockError};
-use tci64_machine::{DiskConfig, HostClock, Machine, MachineConfig, RunExit, TraceFlags};
+use tci64_machine::{
+    DiskConfig, HostClock, Machine, MachineConfig, MachineType, RunExit, TraceFlags,
+};
 
 fn guest_file(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -72,6 +74,10 @@ impl HostClock for Clock {
 }
 
 fn machine(cmdline: &str, disk: Option<SharedDisk>) -> Machine {
+    machine_of(MachineType::Microvm, cmdline, disk)
+}
+
+fn machine_of(kind: MachineType, cmdline: &str, disk: Option<SharedDisk>) -> Machine {
     let config = MachineConfig {
         ram_bytes: 256 << 20,
         kernel: guest_file("tiny.bzImage"),
@@ -89,7 +95,7 @@ fn machine(cmdline: &str, disk: Option<SharedDisk>) -> Machine {
         rtc_epoch_secs: 1_700_000_000,
         trace: TraceFlags::default(),
         virtio_legacy: false,
-        machine: Default::default(),
+        machine: kind,
     };
     Machine::new(config, Box::new(Clock(Instant::now()))).expect("machine")
 }
@@ -122,8 +128,19 @@ fn run(
 
 #[test]
 fn tiny_guest_disk_test() {
+    disk_test(MachineType::Microvm);
+}
+
+/// The same over PCI: conf1 scan, virtio-blk-pci with INTx on a level-triggered 8259 line.
+#[test]
+fn tiny_guest_disk_test_pc() {
+    disk_test(MachineType::Pc);
+}
+
+fn disk_test(kind: MachineType) {
     let disk = SharedDisk(Arc::new(Mutex::new(fresh_disk())));
-    let mut m = machine(
+    let mut m = machine_of(
+        kind,
         "console=ttyS0 panic=-1 reboot=t guest.test=1",
         Some(disk.clone()),
     );

@@ -253,3 +253,43 @@ fn tiny_kernel_passes_the_disk_test() {
     }
     assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{e}");
 }
+
+/// verify-guest.sh's `tiny-pc` case through the CLI: `-M pc` (a later `-M` replaces the
+/// helper's microvm) with the disk on `-device virtio-blk-pci`.
+#[test]
+fn tiny_kernel_passes_the_disk_test_on_pc() {
+    let disk = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/guest/disk.ext2");
+    if !std::path::Path::new(disk).exists() {
+        eprintln!("skipped: {disk} not found");
+        return;
+    }
+    let drive = format!("id=d0,file={disk},format=raw,if=none,snapshot=on");
+    let extra = [
+        "-M",
+        "pc",
+        "-nic",
+        "none",
+        "-drive",
+        &drive,
+        "-device",
+        "virtio-blk-pci,drive=d0",
+    ];
+    let append = "console=ttyS0 panic=-1 reboot=t guest.test=1";
+    let Some(o) = boot_tiny(append, &extra, std::time::Duration::from_secs(300)) else {
+        return;
+    };
+    let (out, e) = (stdout(&o), stderr(&o));
+    let out = out.replace('\r', "");
+    for line in [
+        "GUEST-BOOT-OK",
+        "DISK: hello from virtio-blk",
+        "GUEST-TEST-DONE",
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "no {line}; status {:?}\nstdout:\n{out}\nstderr:\n{e}",
+            o.status
+        );
+    }
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{e}");
+}
