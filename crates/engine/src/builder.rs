@@ -197,6 +197,13 @@ impl Builder {
         self.push(Op::Call { f, d, a, b, c });
         d
     }
+
+    /// `t = pure_helper(a, b, c)` (removed by the optimizer when unused)
+    pub fn call_pure(&mut self, f: u16, a: Slot, b: Slot, c: Slot) -> Slot {
+        let d = self.temp();
+        self.push(Op::CallPure { f, d, a, b, c });
+        d
+    }
 }
 
 /// Constructors usable with [`Builder::bin`].

@@ -28,6 +28,9 @@ pub trait MmioBus {
 /// A helper function the front end can call from IR ([`crate::Op::Call`]).
 pub type HelperFn<G> = fn(&mut Core<G>, &mut <G as Guest>::Bus, u64, u64, u64) -> Result<u64, Trap>;
 
+/// A pure helper ([`crate::Op::CallPure`]): a function of its three arguments only.
+pub type PureFn = fn(u64, u64, u64) -> u64;
+
 /// Why the run loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -50,6 +53,10 @@ pub trait Guest: Sized + 'static {
     fn trap_live() -> SlotSet;
     /// The helper table indexed by [`crate::Op::Call`]'s `f`.
     fn helpers() -> &'static [HelperFn<Self>];
+    /// The pure helper table indexed by [`crate::Op::CallPure`]'s `f`.
+    fn pure_helpers() -> &'static [PureFn] {
+        &[]
+    }
 
     /// Mode bits that key translation blocks (privilege, operand size, ...).
     fn tb_flags(core: &Core<Self>) -> u32;

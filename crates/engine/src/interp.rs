@@ -83,6 +83,10 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
             Op::ShlI { d, a, imm } => r!(core, d) = r!(core, a) << (imm & 63),
             Op::ShrI { d, a, imm } => r!(core, d) = r!(core, a) >> (imm & 63),
             Op::SarI { d, a, imm } => r!(core, d) = ((r!(core, a) as i64) >> (imm & 63)) as u64,
+            Op::RotlI { d, a, imm } => r!(core, d) = r!(core, a).rotate_left((imm & 63) as u32),
+            Op::Rotl32I { d, a, imm } => {
+                r!(core, d) = (r!(core, a) as u32).rotate_left((imm & 31) as u32) as u64
+            }
             Op::Add32 { d, a, b } => {
                 r!(core, d) = r!(core, a).wrapping_add(r!(core, b)) as u32 as u64
             }
@@ -268,6 +272,10 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
                     None => break TbExit::Guest(crate::opt::EXIT_FELL_OFF),
                 }
             }
+            Op::CallPure { f, d, a, b, c } => match G::pure_helpers().get(f as usize) {
+                Some(h) => r!(core, d) = h(r!(core, a), r!(core, b), r!(core, c)),
+                None => break TbExit::Guest(crate::opt::EXIT_FELL_OFF),
+            },
             Op::Goto { n } => break TbExit::Chain(n),
             Op::GotoPtr => break TbExit::Indirect,
             Op::Exit { code } => break TbExit::Guest(code),

@@ -198,6 +198,18 @@ pub enum Op {
         a: Slot,
         imm: u8,
     },
+    /// Rotate left by `imm` (mod 64).
+    RotlI {
+        d: Slot,
+        a: Slot,
+        imm: u8,
+    },
+    /// Rotate the low 32 bits left by `imm` (mod 32); the result is zero-extended.
+    Rotl32I {
+        d: Slot,
+        a: Slot,
+        imm: u8,
+    },
     // ---- fused 32-bit forms (result zero-extended), made by the optimizer
     Add32 {
         d: Slot,
@@ -385,6 +397,15 @@ pub enum Op {
         b: Slot,
         c: Slot,
     },
+    /// `d = pure_helpers[f](a, b, c)`: a side-effect-free guest function of its arguments
+    /// only (e.g. materializing lazy flags), so the optimizer removes it when `d` is dead.
+    CallPure {
+        f: u16,
+        d: Slot,
+        a: Slot,
+        b: Slot,
+        c: Slot,
+    },
     // ---- block exits
     /// Leave the block to the PC the front end has just stored; chainable as exit `n` (0 or 1).
     Goto {
@@ -454,6 +475,8 @@ impl Op {
             | ShlI { d, a, .. }
             | ShrI { d, a, .. }
             | SarI { d, a, .. }
+            | RotlI { d, a, .. }
+            | Rotl32I { d, a, .. }
             | SetCondI { d, a, .. }
             | Neg { d, a }
             | Not { d, a }
@@ -470,6 +493,7 @@ impl Op {
             | Bswap32 { d, a }
             | Extract { d, a, .. } => (Some(d), [Some(a), None, None], Barrier::None),
             Select { d, c, a, b } => (Some(d), [Some(c), Some(a), Some(b)], Barrier::None),
+            CallPure { d, a, b, c, .. } => (Some(d), [Some(a), Some(b), Some(c)], Barrier::None),
             Ld8 { d, a, .. } | Ld16 { d, a, .. } | Ld32 { d, a, .. } | Ld64 { d, a, .. } => {
                 (Some(d), [Some(a), None, None], Barrier::Trap)
             }
@@ -506,6 +530,8 @@ impl Op {
             | ShlI { a, .. }
             | ShrI { a, .. }
             | SarI { a, .. }
+            | RotlI { a, .. }
+            | Rotl32I { a, .. }
             | SetCondI { a, .. }
             | Neg { a, .. }
             | Not { a, .. }
@@ -556,7 +582,7 @@ impl Op {
                 *a = f(*a);
                 *b = f(*b);
             }
-            Call { a, b, c, .. } => {
+            Call { a, b, c, .. } | CallPure { a, b, c, .. } => {
                 *a = f(*a);
                 *b = f(*b);
                 *c = f(*c);
@@ -569,6 +595,71 @@ impl Op {
             | Goto { .. }
             | GotoPtr
             | Exit { .. } => {}
+        }
+    }
+}
+
+impl Op {
+    /// The destination slot, writable (for retargeting a producer).
+    pub fn def_mut(&mut self) -> Option<&mut Slot> {
+        use Op::*;
+        match self {
+            St8 { .. } | St16 { .. } | St32 { .. } | St64 { .. } => None,
+            Nop | Label { .. } | InsnStart { .. } | Br { .. } | BrCond { .. } | BrCondI { .. } => {
+                None
+            }
+            Goto { .. } | GotoPtr | Exit { .. } => None,
+            Mov { d, .. }
+            | Const { d, .. }
+            | Add { d, .. }
+            | Sub { d, .. }
+            | Mul { d, .. }
+            | MulHu { d, .. }
+            | MulHs { d, .. }
+            | And { d, .. }
+            | Or { d, .. }
+            | Xor { d, .. }
+            | Shl { d, .. }
+            | Shr { d, .. }
+            | Sar { d, .. }
+            | Rotl { d, .. }
+            | Rotr { d, .. }
+            | AddI { d, .. }
+            | AndI { d, .. }
+            | OrI { d, .. }
+            | XorI { d, .. }
+            | ShlI { d, .. }
+            | ShrI { d, .. }
+            | SarI { d, .. }
+            | RotlI { d, .. }
+            | Rotl32I { d, .. }
+            | Add32 { d, .. }
+            | Sub32 { d, .. }
+            | AddI32 { d, .. }
+            | Neg { d, .. }
+            | Not { d, .. }
+            | Zx8 { d, .. }
+            | Zx16 { d, .. }
+            | Zx32 { d, .. }
+            | Sx8 { d, .. }
+            | Sx16 { d, .. }
+            | Sx32 { d, .. }
+            | Clz { d, .. }
+            | Ctz { d, .. }
+            | Popcnt { d, .. }
+            | Bswap64 { d, .. }
+            | Bswap32 { d, .. }
+            | Deposit { d, .. }
+            | Extract { d, .. }
+            | SetCond { d, .. }
+            | SetCondI { d, .. }
+            | Select { d, .. }
+            | Ld8 { d, .. }
+            | Ld16 { d, .. }
+            | Ld32 { d, .. }
+            | Ld64 { d, .. }
+            | Call { d, .. }
+            | CallPure { d, .. } => Some(d),
         }
     }
 }
@@ -606,6 +697,8 @@ pub fn eval_pure(op: &Op, get: impl Fn(Slot) -> u64) -> Option<u64> {
         ShlI { a, imm, .. } => get(a) << (imm & 63),
         ShrI { a, imm, .. } => get(a) >> (imm & 63),
         SarI { a, imm, .. } => ((get(a) as i64) >> (imm & 63)) as u64,
+        RotlI { a, imm, .. } => get(a).rotate_left((imm & 63) as u32),
+        Rotl32I { a, imm, .. } => (get(a) as u32).rotate_left((imm & 31) as u32) as u64,
         Add32 { a, b, .. } => get(a).wrapping_add(get(b)) as u32 as u64,
         Sub32 { a, b, .. } => get(a).wrapping_sub(get(b)) as u32 as u64,
         AddI32 { a, imm, .. } => get(a).wrapping_add(imm as i64 as u64) as u32 as u64,

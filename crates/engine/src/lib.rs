@@ -21,7 +21,7 @@ pub mod tb;
 pub use builder::{mk, Builder};
 pub use core::{Core, Regs, Trace};
 pub use exec::Engine;
-pub use guest::{Guest, HelperFn, MmioBus, Stop, Trap};
+pub use guest::{Guest, HelperFn, MmioBus, PureFn, Stop, Trap};
 pub use ir::{Cond, Op, Slot};
 pub use mem::{Access, Memory, Translation};
 pub use opt::SlotSet;

@@ -67,6 +67,8 @@ pub fn propagate(ops: &mut [Op], cfg: &OptConfig) {
     let mut known = [Val::Unknown; 256];
     // Slots that some other slot is a copy of (so a write to them must invalidate copies).
     let mut copied = SlotSet::EMPTY;
+    // Slots whose value is known to fit in 32 bits (zero-extended).
+    let mut narrow = SlotSet::EMPTY;
     for op in ops.iter_mut() {
         let info = op.info();
         match info.barrier {
@@ -74,9 +76,14 @@ pub fn propagate(ops: &mut [Op], cfg: &OptConfig) {
                 if matches!(op, Op::Label { .. }) {
                     known = [Val::Unknown; 256];
                     copied = SlotSet::EMPTY;
+                    narrow = SlotSet::EMPTY;
                 }
             }
             Barrier::Call => {
+                let globals = SlotSet::below(cfg.first_temp as u16);
+                for i in 0..4 {
+                    narrow.0[i] &= !globals.0[i];
+                }
                 // Helpers may read and write any global: forget what we know about globals
                 // (and copies of them); temporaries are untouched by helpers.
                 for (s, k) in known.iter_mut().enumerate() {
@@ -99,8 +106,18 @@ pub fn propagate(ops: &mut [Op], cfg: &OptConfig) {
             _ => s,
         });
         simplify(op, &known);
+        if let Op::Zx32 { d, a } = *op {
+            if narrow.contains(a) {
+                *op = if d == a { Op::Nop } else { Op::Mov { d, a } };
+            }
+        }
         // Record what the destination now holds.
         if let Some(d) = op.info().defs {
+            if is_narrow(op, &narrow) {
+                narrow.insert(d);
+            } else {
+                narrow.remove(d);
+            }
             if copied.contains(d) {
                 for k in known.iter_mut() {
                     if *k == Val::Copy(d) {
@@ -121,6 +138,30 @@ pub fn propagate(ops: &mut [Op], cfg: &OptConfig) {
                 _ => Val::Unknown,
             };
         }
+    }
+}
+
+/// True when `op`'s result is known to fit in 32 bits, given the slots known to.
+fn is_narrow(op: &Op, narrow: &SlotSet) -> bool {
+    use Op::*;
+    let n = |s: Slot| narrow.contains(s);
+    match *op {
+        Const { imm, .. } => imm <= u32::MAX as u64,
+        ShrI { imm, .. } if imm & 63 >= 32 => true,
+        Mov { a, .. } | ShrI { a, .. } | Shr { a, .. } => n(a),
+        Ld8 { .. } | Ld16 { .. } | Ld32 { .. } => true,
+        Zx8 { .. } | Zx16 { .. } | Zx32 { .. } | Add32 { .. } | Sub32 { .. } | AddI32 { .. } => {
+            true
+        }
+        Rotl32I { .. } | Bswap32 { .. } | Clz { .. } | Ctz { .. } | Popcnt { .. } => true,
+        SetCond { .. } | SetCondI { .. } => true,
+        Extract { len, .. } => len <= 32,
+        And { a, b, .. } => n(a) || n(b),
+        AndI { a, imm, .. } => imm >= 0 || n(a),
+        Or { a, b, .. } | Xor { a, b, .. } => n(a) && n(b),
+        OrI { a, imm, .. } | XorI { a, imm, .. } => imm >= 0 && n(a),
+        Select { a, b, .. } => n(a) && n(b),
+        _ => false,
     }
 }
 
@@ -272,28 +313,60 @@ pub fn fuse(ops: &mut [Op]) {
     }
 }
 
-/// Dead-code elimination by backward liveness, in place.
-pub fn eliminate_dead(ops: &mut [Op], cfg: &OptConfig) {
+/// Backward liveness over a block. Calls `visit(index, op, live_after)` for each op from the
+/// last to the first; when `visit` returns true the op is deleted (it must be pure).
+/// Forward branches use the live set recorded at their label; backward branches (label not
+/// seen yet) are conservative (everything live).
+fn liveness(ops: &mut [Op], cfg: &OptConfig, mut visit: impl FnMut(usize, &Op, &SlotSet) -> bool) {
     let globals = SlotSet::below(cfg.first_temp as u16);
     let mut live = SlotSet::EMPTY;
-    for op in ops.iter_mut().rev() {
-        let info = op.info();
-        match info.barrier {
-            Barrier::Exit => {
-                live.union(&globals);
-            }
-            Barrier::Flow => {
-                live = SlotSet::ALL;
-            }
-            Barrier::None => {
-                if let Some(d) = info.defs {
-                    if !live.contains(d) {
-                        *op = Op::Nop;
-                        continue;
-                    }
+    let mut at_label: Vec<Option<SlotSet>> = Vec::new();
+    let label_live = |at_label: &Vec<Option<SlotSet>>, t: u16| {
+        at_label
+            .get(t as usize)
+            .copied()
+            .flatten()
+            .unwrap_or(SlotSet::ALL)
+    };
+    for i in (0..ops.len()).rev() {
+        let op = ops[i];
+        match op {
+            Op::Label { id } => {
+                let id = id as usize;
+                if at_label.len() <= id {
+                    at_label.resize(id + 1, None);
                 }
+                at_label[id] = Some(live);
+                visit(i, &op, &live);
+                continue;
             }
-            Barrier::Trap | Barrier::Call => {}
+            Op::Br { t } => {
+                live = label_live(&at_label, t);
+                visit(i, &op, &live);
+                continue;
+            }
+            Op::BrCond { a, b, t, .. } => {
+                live.union(&label_live(&at_label, t));
+                visit(i, &op, &live);
+                live.insert(a);
+                live.insert(b);
+                continue;
+            }
+            Op::BrCondI { a, t, .. } => {
+                live.union(&label_live(&at_label, t));
+                visit(i, &op, &live);
+                live.insert(a);
+                continue;
+            }
+            _ => {}
+        }
+        let info = op.info();
+        if info.barrier == Barrier::Exit {
+            live = globals;
+        }
+        if visit(i, &op, &live) {
+            ops[i] = Op::Nop;
+            continue;
         }
         if let Some(d) = info.defs {
             live.remove(d);
@@ -305,6 +378,84 @@ pub fn eliminate_dead(ops: &mut [Op], cfg: &OptConfig) {
         }
         for s in info.uses.iter().flatten() {
             live.insert(*s);
+        }
+    }
+}
+
+/// Dead-code elimination by backward liveness, in place.
+pub fn eliminate_dead(ops: &mut [Op], cfg: &OptConfig) {
+    liveness(ops, cfg, |_, op, live| {
+        let info = op.info();
+        info.barrier == Barrier::None && info.defs.is_some_and(|d| !live.contains(d))
+    });
+}
+
+/// Write a producer's result straight into the register it is then copied to:
+/// `t = X; ...; g = t` becomes `g = X; ...` (later reads of `t` read `g`) when `t` is a
+/// temporary, `g` a global, nothing in between touches `g` or may trap, and `g` is not
+/// overwritten while `t` is still read.
+pub fn coalesce(ops: &mut [Op], cfg: &OptConfig) {
+    const WINDOW: usize = 64;
+    let mut live_after = vec![SlotSet::EMPTY; ops.len()];
+    liveness(ops, cfg, |i, _, live| {
+        live_after[i] = *live;
+        false
+    });
+    for i in 0..ops.len() {
+        let Op::Mov { d: g, a: t } = ops[i] else {
+            continue;
+        };
+        if t < cfg.first_temp || g >= cfg.first_temp {
+            continue;
+        }
+        // The producer of `t`, with nothing between it and the copy that touches `g` or is a
+        // barrier.
+        let mut j = None;
+        for k in (i.saturating_sub(WINDOW)..i).rev() {
+            let info = ops[k].info();
+            if info.defs == Some(t) {
+                if !matches!(info.barrier, Barrier::None | Barrier::Trap) {
+                    break;
+                }
+                j = Some(k);
+                break;
+            }
+            if info.barrier != Barrier::None || info.defs == Some(g) || info.uses.contains(&Some(g))
+            {
+                break;
+            }
+        }
+        let Some(j) = j else { continue };
+        // Reads of `t` after the copy: renamed up to where `t` dies or is redefined; `g`
+        // must not change (or be clobbered by a call, or control flow join) before then.
+        let mut end = None;
+        for k in i + 1..ops.len().min(i + 1 + WINDOW) {
+            let info = ops[k].info();
+            let t_live_after = live_after[k].contains(t) && info.defs != Some(t);
+            let g_changes = info.defs == Some(g)
+                || matches!(info.barrier, Barrier::Call | Barrier::Flow | Barrier::Exit);
+            if g_changes && t_live_after {
+                break;
+            }
+            if !t_live_after {
+                end = Some(k);
+                break;
+            }
+        }
+        let end = match end {
+            Some(e) => e,
+            None if !live_after[i].contains(t) => i,
+            None => continue,
+        };
+        if let Some(d) = ops[j].def_mut() {
+            *d = g;
+        }
+        for op in ops[j + 1..i].iter_mut() {
+            op.map_uses(|s| if s == t { g } else { s });
+        }
+        ops[i] = Op::Nop;
+        for op in ops[i + 1..=end.max(i)].iter_mut() {
+            op.map_uses(|s| if s == t { g } else { s });
         }
     }
 }
@@ -395,6 +546,7 @@ pub fn optimize(ops: &mut Vec<Op>, cfg: &OptConfig) {
     propagate(ops, cfg);
     fuse(ops);
     eliminate_dead(ops, cfg);
+    coalesce(ops, cfg);
     // A second round catches what the first exposed (folded branches, dead copies).
     propagate(ops, cfg);
     eliminate_dead(ops, cfg);

@@ -114,6 +114,8 @@ fn pure_ops(d: u8, a: u8, b: u8, c: u8) -> Vec<Op> {
             Op::ShlI { d, a, imm },
             Op::ShrI { d, a, imm },
             Op::SarI { d, a, imm },
+            Op::RotlI { d, a, imm },
+            Op::Rotl32I { d, a, imm },
         ]);
     }
     for &pos in POS {

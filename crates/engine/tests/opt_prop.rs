@@ -159,7 +159,9 @@ fn alu(
     len: u8,
     cond: Cond,
 ) -> Op {
-    match kind % 44 {
+    match kind % 46 {
+        44 => Op::RotlI { d, a, imm: sh },
+        45 => Op::Rotl32I { d, a, imm: sh },
         0 => Op::Add { d, a, b },
         1 => Op::Sub { d, a, b },
         2 => Op::Mul { d, a, b },

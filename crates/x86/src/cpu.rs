@@ -134,6 +134,10 @@ impl Guest for X86State {
         crate::helpers::table()
     }
 
+    fn pure_helpers() -> &'static [tci64_engine::PureFn] {
+        &flags::PURE_FLAGS
+    }
+
     fn tb_flags(core: &Core<Self>) -> u32 {
         compute_hflags(core)
     }

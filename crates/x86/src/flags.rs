@@ -102,6 +102,7 @@ fn zsp(dst: u64, s: SizeIx) -> u64 {
 }
 
 /// The six arithmetic flags from a lazy state.
+#[inline]
 pub fn arith_flags(op: CcOp, dst: u64, src: u64, src2: u64) -> u64 {
     let (kind, s) = split(op);
     let m = mask(s);
@@ -193,6 +194,22 @@ pub fn arith_flags(op: CcOp, dst: u64, src: u64, src2: u64) -> u64 {
 pub fn carry(op: CcOp, dst: u64, src: u64, src2: u64) -> u64 {
     arith_flags(op, dst, src, src2) & fl::CF
 }
+
+/// `arith_flags` specialized for one static `CcOp` (a pure helper: `(dst, src, src2)`).
+fn flags_of<const OP: u32>(dst: u64, src: u64, src2: u64) -> u64 {
+    arith_flags(OP, dst, src, src2)
+}
+
+macro_rules! flags_table {
+    ($($op:literal)*) => { [$(flags_of::<$op> as tci64_engine::PureFn),*] };
+}
+
+/// Pure helpers: index `op` (a `CcOp`) computes the six arithmetic flags of that lazy state
+/// from `(CC_DST, CC_SRC, CC_SRC2)`.
+pub static PURE_FLAGS: [tci64_engine::PureFn; 56] = flags_table!(
+    0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27
+    28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55
+);
 
 #[cfg(test)]
 mod tests {

@@ -396,6 +396,7 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
     use Mnemonic as M;
     Some(match m {
         M::Shl | M::Sal | M::Shr | M::Sar => shift(t, m),
+        M::Rol | M::Ror if rotate_imm(t, m) => Flow::Next,
         M::Rol | M::Ror | M::Rcl | M::Rcr => {
             let size = t.op_size(0);
             let s = size_ix(size);
@@ -877,6 +878,107 @@ fn count_operand(t: &mut Tr) -> Slot {
         OpKind::Register => t.b.un(mk::zx8, RCX),
         _ => t.k(i.immediate(idx) & 0xff),
     }
+}
+
+/// ROL/ROR by an immediate count, inline (the helper's semantics: only CF and OF change;
+/// OF is computed with the count-1 formula for every count). False for a count in CL.
+fn rotate_imm(t: &mut Tr, m: Mnemonic) -> bool {
+    let i = t.insn;
+    if i.op_count() >= 2 && i.op_kind(1) == OpKind::Register {
+        return false;
+    }
+    let size = t.op_size(0);
+    let bits = 8 * size as u64;
+    let cnt = if i.op_count() < 2 {
+        1
+    } else {
+        i.immediate(1) & 0xff & if size == 8 { 63 } else { 31 }
+    };
+    let dst = t.loc(0);
+    let v = t.read(dst, size);
+    if cnt == 0 {
+        // Nothing changes but the zero-extension of a 32-bit destination.
+        t.write(dst, size, v);
+        return true;
+    }
+    let n = cnt % bits;
+    let left = m == Mnemonic::Rol;
+    let r = if n == 0 {
+        v
+    } else if size >= 4 {
+        let d = t.b.temp();
+        let imm = if left { n } else { bits - n } as u8;
+        t.b.push(if size == 8 {
+            Op::RotlI { d, a: v, imm }
+        } else {
+            Op::Rotl32I { d, a: v, imm }
+        });
+        d
+    } else {
+        let (ls, rs) = if left { (n, bits - n) } else { (bits - n, n) };
+        let hi = t.b.temp();
+        t.b.push(Op::ShlI {
+            d: hi,
+            a: v,
+            imm: ls as u8,
+        });
+        let lo = t.b.temp();
+        t.b.push(Op::ShrI {
+            d: lo,
+            a: v,
+            imm: rs as u8,
+        });
+        // Bits above `size` are junk: the write and the flag bits below only look at the
+        // low `size` bytes.
+        t.b.bin(mk::or, hi, lo)
+    };
+    t.write(dst, size, r);
+    // New CF and OF from the result.
+    let msb = t.b.temp();
+    t.b.push(Op::Extract {
+        d: msb,
+        a: r,
+        pos: (bits - 1) as u8,
+        len: 1,
+    });
+    let (cf, other) = if left {
+        let cf = t.b.temp();
+        t.b.push(Op::AndI {
+            d: cf,
+            a: r,
+            imm: 1,
+        });
+        (cf, cf)
+    } else {
+        let b2 = t.b.temp();
+        t.b.push(Op::Extract {
+            d: b2,
+            a: r,
+            pos: (bits - 2) as u8,
+            len: 1,
+        });
+        (msb, b2)
+    };
+    let of = t.b.bin(mk::xor, msb, other);
+    let of_bit = t.b.temp();
+    t.b.push(Op::ShlI {
+        d: of_bit,
+        a: of,
+        imm: 11,
+    });
+    let old = t.arith_flags();
+    let kept = t.b.temp();
+    t.b.push(Op::AndI {
+        d: kept,
+        a: old,
+        imm: !((fl::CF | fl::OF) as i32),
+    });
+    let f1 = t.b.bin(mk::or, kept, cf);
+    let f2 = t.b.bin(mk::or, f1, of_bit);
+    t.b.mov(CC_SRC, f2);
+    t.cc = Some(crate::flags::CC_EFLAGS);
+    t.cc_dirty = true;
+    true
 }
 
 fn shift(t: &mut Tr, m: Mnemonic) -> Flow {

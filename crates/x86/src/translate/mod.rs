@@ -166,6 +166,10 @@ impl Tr<'_> {
             });
             return d;
         }
+        if let Some(op) = self.cc {
+            // A pure function of the CC slots: removed when nothing reads it.
+            return self.b.call_pure(op as u16, CC_DST, CC_SRC, CC_SRC2);
+        }
         let z = self.b.konst(0);
         self.call(CoreH::ARITH_FLAGS.id(), z, z, z)
     }
