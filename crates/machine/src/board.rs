@@ -321,6 +321,8 @@ impl X86Bus for Board {
             0xcf8..=0xcff if self.pci.is_some() => {
                 if let Some(p) = self.pci.as_mut() {
                     p.pio_write(port, size, value);
+                    // virtio's PCI_CFG window can reach the notify area from config space.
+                    self.pci_service |= p.take_service_request();
                 }
                 // A command register write can mask or unmask INTx.
                 self.update_pci_irqs();

@@ -206,6 +206,16 @@ impl PciConfig {
         self.set16(REG_SUBSYSTEM_ID, id);
     }
 
+    /// Make bits of config bytes writable by the guest (`mask[i]` for byte `offset + i`).
+    pub fn set_write_mask(&mut self, offset: usize, mask: &[u8]) {
+        self.wmask[offset..offset + mask.len()].copy_from_slice(mask);
+    }
+
+    /// Store device-side bytes (ignores the write masks).
+    pub fn set_bytes(&mut self, offset: usize, bytes: &[u8]) {
+        self.data[offset..offset + bytes.len()].copy_from_slice(bytes);
+    }
+
     /// Set INTERRUPT_PIN (1 = INTA#).
     pub fn set_interrupt_pin(&mut self, pin: u8) {
         self.data[REG_INTERRUPT_PIN] = pin.min(4);
@@ -420,20 +430,16 @@ pub trait PciDevice: Any {
     /// For downcasting to the concrete device.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 
-    /// A config space read as the guest sees it (status bit 3 reflects INTx).
-    fn config_read(&self, offset: usize, size: usize) -> u32 {
-        let v = self.config().read(offset, size);
-        let status_bit = REG_STATUS * 8 + 3; // bit index of STATUS_INTERRUPT in config space
-        let first = offset * 8;
-        if self.intx_level() && (first..first + 8 * size).contains(&status_bit) {
-            v | 1 << (status_bit - first)
-        } else {
-            v
-        }
+    /// A config space read (the bus adds status bit 3 from [`PciDevice::intx_level`]). Devices
+    /// with config registers that have side effects override it.
+    fn config_read(&mut self, offset: usize, size: usize) -> u32 {
+        self.config().read(offset, size)
     }
-    /// A config space write.
-    fn config_write(&mut self, offset: usize, size: usize, value: u32) {
+    /// A config space write. Devices with config registers that act override it; it may ask
+    /// for service like a BAR write.
+    fn config_write(&mut self, offset: usize, size: usize, value: u32) -> Access {
         self.config_mut().write(offset, size, value);
+        Access::Done
     }
 }
 
@@ -458,6 +464,8 @@ pub struct PciBus {
     address: u32,
     slots: Vec<Option<Slot>>,
     windows: Vec<Window>,
+    /// A config space write asked for service.
+    service_requested: bool,
 }
 
 impl Default for PciBus {
@@ -494,6 +502,7 @@ impl PciBus {
             address: 0,
             slots: (0..32).map(|_| None).collect(),
             windows: Vec::new(),
+            service_requested: false,
         }
     }
 
@@ -697,12 +706,25 @@ impl PciBus {
         Some((dev, (a & 0xFC) as usize))
     }
 
-    /// Read config space of bus 0 device `slot`, function 0 (for tests and the machine).
-    pub fn config_read(&self, slot: usize, offset: usize, size: usize) -> u32 {
-        match self.slots.get(slot) {
-            Some(Some(s)) => s.dev.config_read(offset, size),
-            _ => u32::MAX,
+    /// Read config space of bus 0 device `slot`, function 0, as the guest sees it: status
+    /// bit 3 (interrupt status) follows the device's INTx.
+    pub fn config_read(&mut self, slot: usize, offset: usize, size: usize) -> u32 {
+        let Some(Some(s)) = self.slots.get_mut(slot) else {
+            return u32::MAX;
+        };
+        let v = s.dev.config_read(offset, size);
+        let status_bit = REG_STATUS * 8 + 3; // STATUS_INTERRUPT's bit index in config space
+        let first = offset * 8;
+        if s.dev.intx_level() && (first..first + 8 * size).contains(&status_bit) {
+            v | 1 << (status_bit - first)
+        } else {
+            v
         }
+    }
+
+    /// Did a config space write since the last call ask for [`PciBus::service`]?
+    pub fn take_service_request(&mut self) -> bool {
+        std::mem::take(&mut self.service_requested)
     }
 }
 
@@ -736,7 +758,8 @@ impl PioDevice for PciBus {
                 if let Some((s, reg)) = self.selected() {
                     if byte + usize::from(size) <= 4 {
                         let dev = &mut self.slots[s].as_mut().expect("selected").dev;
-                        dev.config_write(reg + byte, usize::from(size), value);
+                        let a = dev.config_write(reg + byte, usize::from(size), value);
+                        self.service_requested |= a == Access::NeedsService;
                         self.rebuild_windows();
                     }
                 }

@@ -11,6 +11,11 @@
 //! | 0x2000 | device configuration | the device's config space (e.g. virtio_blk_config) |
 //! | 0x3000 | notifications | queue *n* at `n * 4` (`queue_notify_off = n`, multiplier 4) |
 //!
+//! A fifth capability, `VIRTIO_PCI_CAP_PCI_CFG` (`cfg_type` 5), is the config-space window onto
+//! the BAR (§4.1.4.9): the driver writes `bar`, `offset` and `length` (1, 2 or 4, offset
+//! aligned to it), and an access to `pci_cfg_data` performs that BAR access, whether or not
+//! memory decoding is enabled. Linux does not use it; firmware does.
+//!
 //! Interrupts are INTx only (no MSI-X capability: Linux falls back to a shared legacy IRQ, and
 //! the MSI-X vector registers read `VIRTIO_MSI_NO_VECTOR`). The line is high while the ISR is
 //! non-zero.
@@ -61,6 +66,8 @@ pub const CAP_NOTIFY_CFG: u8 = 2;
 pub const CAP_ISR_CFG: u8 = 3;
 /// cfg_type: device-specific configuration.
 pub const CAP_DEVICE_CFG: u8 = 4;
+/// cfg_type: PCI configuration access window.
+pub const CAP_PCI_CFG: u8 = 5;
 
 /// No MSI-X vector.
 pub const VIRTIO_MSI_NO_VECTOR: u16 = 0xFFFF;
@@ -121,8 +128,10 @@ pub struct VirtioPci<D: VirtioDevice> {
     /// Queues notified and not yet processed (bit per queue; queues past 63 share bit 63 and
     /// are found by scanning).
     pending: u64,
-    /// Diagnostics for a driver that kicks while the device is not a bus master.
+    /// Transport counters.
     counters: PciCounters,
+    /// Config offset of the VIRTIO_PCI_CAP_PCI_CFG capability.
+    pci_cfg_cap: usize,
 }
 
 /// Transport-level counters.
@@ -163,6 +172,14 @@ impl<D: VirtioDevice> VirtioPci<D> {
         );
         config.add_capability(CAP_ID_VENDOR, &cap(CAP_ISR_CFG, ISR_OFFSET, None));
         config.add_capability(CAP_ID_VENDOR, &cap(CAP_DEVICE_CFG, DEVICE_OFFSET, None));
+        // The window: struct virtio_pci_cap with bar/offset/length zero, then pci_cfg_data.
+        let mut body = vec![0u8; 18];
+        body[0] = 20; // cap_len
+        body[1] = CAP_PCI_CFG;
+        let pci_cfg_cap = config.add_capability(CAP_ID_VENDOR, &body);
+        config.set_write_mask(pci_cfg_cap + 4, &[0xFF]); // bar
+        config.set_write_mask(pci_cfg_cap + 8, &[0xFF; 8]); // offset, length
+        config.set_write_mask(pci_cfg_cap + 16, &[0xFF; 4]); // pci_cfg_data
         let queues = (0..device.num_queues())
             .map(|i| Queue::new(device.queue_max_size(i)))
             .collect();
@@ -179,6 +196,7 @@ impl<D: VirtioDevice> VirtioPci<D> {
             config_generation: 0,
             pending: 0,
             counters: PciCounters::default(),
+            pci_cfg_cap,
         }
     }
 
@@ -437,6 +455,30 @@ impl<D: VirtioDevice> VirtioPci<D> {
         Access::NeedsService
     }
 
+    /// The BAR access the PCI_CFG window describes, if it is a valid one.
+    fn cfg_window(&self) -> Option<(usize, u64, usize)> {
+        let c = self.pci_cfg_cap;
+        let bar = self.config.read(c + 4, 1) as usize;
+        let offset = u64::from(self.config.read(c + 8, 4));
+        let len = self.config.read(c + 12, 4) as usize;
+        let ok = bar == BAR
+            && matches!(len, 1 | 2 | 4)
+            && offset.is_multiple_of(len as u64)
+            && offset + len as u64 <= BAR_SIZE;
+        if !ok {
+            log::debug!(
+                "virtio-pci: PCI_CFG window bar {bar} offset {offset:#x} length {len} ignored"
+            );
+        }
+        ok.then_some((bar, offset, len))
+    }
+
+    /// Does a config access at `offset`/`size` touch pci_cfg_data?
+    fn touches_cfg_data(&self, offset: usize, size: usize) -> bool {
+        let data = self.pci_cfg_cap + 16;
+        offset < data + 4 && offset + size > data
+    }
+
     fn process(&mut self, index: usize, mem: &mut dyn GuestMemory) {
         if self.status & STATUS_DEVICE_NEEDS_RESET as u8 != 0 {
             return;
@@ -469,6 +511,31 @@ impl<D: VirtioDevice + 'static> PciDevice for VirtioPci<D> {
 
     fn config_mut(&mut self) -> &mut PciConfig {
         &mut self.config
+    }
+
+    fn config_read(&mut self, offset: usize, size: usize) -> u32 {
+        if self.touches_cfg_data(offset, size) {
+            if let Some((bar, off, len)) = self.cfg_window() {
+                let mut buf = [0u8; 4];
+                self.bar_read(bar, off, &mut buf[..len]);
+                let data = self.pci_cfg_cap + 16;
+                self.config.set_bytes(data, &buf);
+            }
+        }
+        self.config.read(offset, size)
+    }
+
+    fn config_write(&mut self, offset: usize, size: usize, value: u32) -> Access {
+        self.config.write(offset, size, value);
+        if !self.touches_cfg_data(offset, size) {
+            return Access::Done;
+        }
+        let Some((bar, off, len)) = self.cfg_window() else {
+            return Access::Done;
+        };
+        let data = self.pci_cfg_cap + 16;
+        let bytes = self.config.read(data, 4).to_le_bytes();
+        self.bar_write(bar, off, &bytes[..len])
     }
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]) {

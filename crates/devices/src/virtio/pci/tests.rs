@@ -27,6 +27,8 @@ struct Caps {
     notify_mult: u32,
     isr: u64,
     device: u64,
+    /// Config offset of the PCI_CFG window capability.
+    pci_cfg: u32,
 }
 
 struct Drv {
@@ -136,10 +138,12 @@ impl Drv {
         while pos != 0 {
             assert_eq!(cfg(b, pos, 1), 0x09, "vendor capability");
             let ty = cfg(b, pos + 3, 1) as u8;
-            assert_eq!(cfg(b, pos + 4, 1), 4, "in BAR 4");
             let off = u64::from(cfg(b, pos + 8, 4));
             let len = u64::from(cfg(b, pos + 12, 4));
             assert!(off + len <= BAR_SIZE);
+            if ty != CAP_PCI_CFG {
+                assert_eq!(cfg(b, pos + 4, 1), 4, "in BAR 4");
+            }
             let addr = bar + off;
             match ty {
                 CAP_COMMON_CFG => {
@@ -153,12 +157,17 @@ impl Drv {
                 }
                 CAP_ISR_CFG => d.caps.isr = addr,
                 CAP_DEVICE_CFG => d.caps.device = addr,
+                CAP_PCI_CFG => {
+                    assert_eq!(cfg(b, pos + 2, 1), 20);
+                    assert_eq!((off, len), (0, 0), "window starts unset");
+                    d.caps.pci_cfg = pos;
+                }
                 t => panic!("cfg_type {t}"),
             }
             seen |= 1 << ty;
             pos = cfg(b, pos + 1, 1);
         }
-        assert_eq!(seen, 0b11110);
+        assert_eq!(seen, 0b111110);
         // pci_enable_device + pci_set_master
         let cmd = cfg(b, 4, 2) | u32::from(COMMAND_MEMORY | COMMAND_MASTER);
         cfg_w(b, 4, 2, cmd);
@@ -494,5 +503,78 @@ mod prop {
             }
             let _ = d.bus.irq_levels();
         }
+
+        /// Random config space cycles (BARs, command, the PCI_CFG window) never panic.
+        #[test]
+        fn random_config_writes(
+            ops in proptest::collection::vec((0u32..256, prop_oneof![Just(1u8), Just(2), Just(4)], any::<u32>(), any::<bool>()), 0..128),
+        ) {
+            let mut d = Drv::probe(disk(), false);
+            let c = d.caps.pci_cfg;
+            for (reg, size, v, window) in ops {
+                // Often aim at the window so that its BAR accesses get exercised.
+                let reg = if window { c + 4 + (reg % 16) } else { reg };
+                cfg_w(&mut d.bus, reg, size, v);
+                let _ = cfg(&mut d.bus, reg, size);
+                if d.bus.take_service_request() {
+                    d.bus.service(&mut d.mem);
+                }
+                let mut b = [0u8; 4];
+                let _ = d.bus.mmio_read(0xFE00_0000 + u64::from(v % 0x4000), &mut b);
+            }
+            let _ = d.bus.irq_levels();
+        }
     }
+}
+
+/// VIRTIO_PCI_CAP_PCI_CFG: BAR accesses through config space, with memory decoding off.
+#[test]
+fn pci_cfg_window() {
+    let mut d = Drv::probe(disk(), false);
+    let c = d.caps.pci_cfg;
+    let cmd = cfg(&mut d.bus, 4, 2);
+    cfg_w(&mut d.bus, 4, 2, cmd & !u32::from(COMMAND_MEMORY));
+    let window = |b: &mut PciBus, off: u32, len: u32| {
+        cfg_w(b, c + 4, 1, BAR as u32);
+        cfg_w(b, c + 8, 4, off);
+        cfg_w(b, c + 12, 4, len);
+    };
+    // read the device status (1 byte) and the capacity (4 bytes) through the window
+    window(&mut d.bus, common::DEVICE_STATUS as u32, 1);
+    assert_eq!(cfg(&mut d.bus, c + 16, 1), 0xF);
+    window(&mut d.bus, DEVICE_OFFSET as u32, 4);
+    assert_eq!(cfg(&mut d.bus, c + 16, 4), 64);
+    assert!(!d.bus.take_service_request());
+    // a notification through the window asks for service; the kick then runs
+    GuestMemory::write(&mut d.mem, HDR, &[0u8; 16]).unwrap();
+    put_desc(&mut d.mem, d.desc, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+    put_desc(&mut d.mem, d.desc, 1, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+    GuestMemory::write(&mut d.mem, d.avail + 4, &0u16.to_le_bytes()).unwrap();
+    GuestMemory::write(&mut d.mem, d.avail + 2, &1u16.to_le_bytes()).unwrap();
+    window(&mut d.bus, NOTIFY_OFFSET as u32, 2);
+    cfg_w(&mut d.bus, c + 16, 2, 0);
+    assert!(d.bus.take_service_request());
+    d.bus.service(&mut d.mem);
+    assert_eq!(d.mem[STATUS as usize], VIRTIO_BLK_S_OK);
+    // reading the ISR through the window clears it
+    window(&mut d.bus, ISR_OFFSET as u32, 1);
+    assert_eq!(cfg(&mut d.bus, c + 16, 1), u32::from(ISR_QUEUE));
+    assert_eq!(d.bus.irq_levels(), 0);
+    // invalid windows do nothing: other BAR, bad length, misaligned, past the end
+    for (bar, off, len) in [
+        (0, 0, 4),
+        (4, 0, 3),
+        (4, 2, 4),
+        (4, 0x3FFE, 4),
+        (4, 0x4000, 1),
+    ] {
+        cfg_w(&mut d.bus, c + 4, 1, bar);
+        cfg_w(&mut d.bus, c + 8, 4, off);
+        cfg_w(&mut d.bus, c + 12, 4, len);
+        cfg_w(&mut d.bus, c + 16, 4, 0);
+        let _ = cfg(&mut d.bus, c + 16, 4);
+        assert!(!d.bus.take_service_request());
+    }
+    cfg_w(&mut d.bus, 4, 2, cmd);
+    assert_eq!(d.status(), 0xF);
 }
