@@ -163,16 +163,46 @@ fn a_file_that_is_no_kernel_is_one_line() {
     std::fs::remove_file(&p).unwrap();
 }
 
-/// Run a QEMU microvm command line (verify-guest.sh's `tiny-microvm-noapic`, without the disk)
-/// on ../shared/guest's tiny kernel, with stdin at end of file, for at most `timeout`.
-fn boot_tiny(append: &str, extra: &[&str], timeout: std::time::Duration) -> Option<Output> {
-    let guest = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/guest");
-    let kernel = format!("{guest}/tiny.bzImage");
-    if !std::path::Path::new(&kernel).exists() {
-        eprintln!("skipped: {kernel} not found");
-        return None;
-    }
-    let initrd = format!("{guest}/initramfs.cpio.gz");
+#[test]
+fn a_truncated_bzimage_is_one_line() {
+    let full = std::fs::read(guest_path("tiny.bzImage")).unwrap();
+    let p = std::env::temp_dir().join(format!("tci64-cli-truncated-{}", std::process::id()));
+    std::fs::write(&p, &full[..full.len() / 2]).unwrap();
+    let e = one_line_error(&["-kernel", p.to_str().unwrap()]);
+    std::fs::remove_file(&p).unwrap();
+    assert!(
+        e.contains(p.to_str().unwrap()),
+        "the error does not name the file: {e}"
+    );
+    assert!(e.contains("truncated"), "{e}");
+}
+
+/// The bundled guest's files (`guest/`); the tests need nothing from outside the repository.
+fn guest_path(name: &str) -> String {
+    let p = format!("{}/guest/{name}", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new(&p).exists(),
+        "the bundled guest file {p} is missing"
+    );
+    p
+}
+
+/// A fresh copy of the bundled test disk (unpacked from `guest/disk.ext2.gz`) in a temporary
+/// file; returns its path and its original bytes.
+fn fresh_disk(tag: &str) -> (std::path::PathBuf, Vec<u8>) {
+    let gz = std::fs::read(guest_path("disk.ext2.gz")).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut bytes).unwrap();
+    let p = std::env::temp_dir().join(format!("tci64-cli-{tag}-{}.ext2", std::process::id()));
+    std::fs::write(&p, &bytes).unwrap();
+    (p, bytes)
+}
+
+/// Run a QEMU microvm command line (verify-guest.sh's `tiny-microvm-noapic`) on the bundled tiny
+/// kernel, with stdin at end of file, for at most `timeout`.
+fn boot_tiny(append: &str, extra: &[&str], timeout: std::time::Duration) -> Output {
+    let kernel = guest_path("tiny.bzImage");
+    let initrd = guest_path("initramfs.cpio.gz");
     let mut args = vec![
         "-M",
         "microvm,acpi=off,pic=on,pit=on,rtc=on",
@@ -216,33 +246,23 @@ fn boot_tiny(append: &str, extra: &[&str], timeout: std::time::Duration) -> Opti
     };
     let stdout = t_out.join().unwrap().unwrap();
     let stderr = t_err.join().unwrap().unwrap();
-    Some(Output {
+    Output {
         status,
         stdout,
         stderr,
-    })
+    }
 }
 
-/// verify-guest.sh's `tiny-microvm-noapic` case: the guest mounts the disk, checks a 4 MiB file's
-/// sha256, writes a file (kept in memory by `snapshot=on`) and exits by itself.
-#[test]
-fn tiny_kernel_passes_the_disk_test() {
-    let disk = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/guest/disk.ext2");
-    if !std::path::Path::new(disk).exists() {
-        eprintln!("skipped: {disk} not found");
-        return;
-    }
-    let drive = format!("id=d0,file={disk},format=raw,if=none,snapshot=on");
-    let extra = ["-drive", &drive, "-device", "virtio-blk-device,drive=d0"];
-    let append = "console=ttyS0 panic=-1 reboot=t guest.test=1";
-    let Some(o) = boot_tiny(append, &extra, std::time::Duration::from_secs(300)) else {
-        return;
-    };
-    let (out, e) = (stdout(&o), stderr(&o));
+/// The guest protocol's disk-test markers are all there and the run ended by itself with 0.
+fn assert_disk_test_passed(o: &Output) {
+    let (out, e) = (stdout(o), stderr(o));
     let out = out.replace('\r', "");
+    let sums = std::fs::read_to_string(guest_path("disk.sha256")).unwrap();
+    let sha = format!("{}  /mnt/blob.bin", sums.split_whitespace().next().unwrap());
     for line in [
         "GUEST-BOOT-OK",
         "DISK: hello from virtio-blk",
+        sha.as_str(),
         "GUEST-TEST-DONE",
     ] {
         assert!(
@@ -254,42 +274,46 @@ fn tiny_kernel_passes_the_disk_test() {
     assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{e}");
 }
 
-/// verify-guest.sh's `tiny-pc` case through the CLI: `-M pc` (a later `-M` replaces the
-/// helper's microvm) with the disk on `-device virtio-blk-pci`.
+/// verify-guest.sh's `tiny-microvm-noapic` case: the guest mounts the disk, checks a 4 MiB file's
+/// sha256, writes `written.txt`, and exits by itself; the write reaches the image file.
 #[test]
-fn tiny_kernel_passes_the_disk_test_on_pc() {
-    let disk = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/guest/disk.ext2");
-    if !std::path::Path::new(disk).exists() {
-        eprintln!("skipped: {disk} not found");
-        return;
-    }
-    let drive = format!("id=d0,file={disk},format=raw,if=none,snapshot=on");
+fn tiny_kernel_passes_the_disk_test_and_writes_the_image() {
+    let (disk, _) = fresh_disk("microvm");
+    let drive = format!("id=d0,file={},format=raw,if=none", disk.display());
+    let extra = ["-drive", &drive, "-device", "virtio-blk-device,drive=d0"];
+    let append = "console=ttyS0 panic=-1 reboot=t guest.test=1";
+    let o = boot_tiny(append, &extra, std::time::Duration::from_secs(300));
+    let after = std::fs::read(&disk).unwrap();
+    std::fs::remove_file(&disk).unwrap();
+    assert_disk_test_passed(&o);
+    assert!(
+        after.windows(16).any(|w| w == b"written-by-guest"),
+        "written.txt's content did not reach the image file"
+    );
+}
+
+/// verify-guest.sh's `tiny-pc` case through the CLI: `-M pc` (a later `-M` replaces the
+/// helper's microvm) with the disk on `-device virtio-blk-pci`, under `-snapshot`: the image
+/// file stays byte-identical.
+#[test]
+fn tiny_kernel_passes_the_disk_test_on_pc_and_snapshot_keeps_the_image() {
+    let (disk, before) = fresh_disk("pc");
+    let drive = format!("id=d0,file={},format=raw,if=none", disk.display());
     let extra = [
         "-M",
         "pc",
         "-nic",
         "none",
+        "-snapshot",
         "-drive",
         &drive,
         "-device",
         "virtio-blk-pci,drive=d0",
     ];
     let append = "console=ttyS0 panic=-1 reboot=t guest.test=1";
-    let Some(o) = boot_tiny(append, &extra, std::time::Duration::from_secs(300)) else {
-        return;
-    };
-    let (out, e) = (stdout(&o), stderr(&o));
-    let out = out.replace('\r', "");
-    for line in [
-        "GUEST-BOOT-OK",
-        "DISK: hello from virtio-blk",
-        "GUEST-TEST-DONE",
-    ] {
-        assert!(
-            out.lines().any(|l| l == line),
-            "no {line}; status {:?}\nstdout:\n{out}\nstderr:\n{e}",
-            o.status
-        );
-    }
-    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{e}");
+    let o = boot_tiny(append, &extra, std::time::Duration::from_secs(300));
+    let after = std::fs::read(&disk).unwrap();
+    std::fs::remove_file(&disk).unwrap();
+    assert_disk_test_passed(&o);
+    assert!(after == before, "-snapshot changed the image file");
 }
