@@ -148,18 +148,24 @@ impl<G: Guest> Engine<G> {
     pub fn run(&mut self, bus: &mut G::Bus, budget: u64) -> Stop {
         let end = self.core.icount.saturating_add(budget);
         let mut next: TbId = NO_TB;
+        // Blocks until the next poll (0: poll before the next block).
+        let mut poll_in = 0u32;
         loop {
             if self.core.icount >= end {
                 return Stop::Budget;
             }
-            let pc_before = self.core.regs.0[G::PC_SLOT as usize];
-            if let Some(stop) = G::poll(&mut self.core, bus) {
-                return stop;
+            if poll_in == 0 {
+                poll_in = G::POLL_INTERVAL.max(1);
+                let pc_before = self.core.regs.0[G::PC_SLOT as usize];
+                if let Some(stop) = G::poll(&mut self.core, bus) {
+                    return stop;
+                }
+                if self.core.regs.0[G::PC_SLOT as usize] != pc_before {
+                    // `poll` delivered an interrupt: the chained successor no longer applies.
+                    next = NO_TB;
+                }
             }
-            if self.core.regs.0[G::PC_SLOT as usize] != pc_before {
-                // `poll` delivered an interrupt: the chained successor no longer applies.
-                next = NO_TB;
-            }
+            poll_in -= 1;
             let id = if next != NO_TB {
                 next
             } else {
@@ -172,6 +178,7 @@ impl<G: Guest> Engine<G> {
                             return stop;
                         }
                         self.process_dirty_code();
+                        poll_in = 0;
                         continue;
                     }
                 }
@@ -218,6 +225,7 @@ impl<G: Guest> Engine<G> {
                                 return stop;
                             }
                             self.process_dirty_code();
+                            poll_in = 0;
                         }
                     }
                 }
@@ -226,6 +234,7 @@ impl<G: Guest> Engine<G> {
                     self.process_dirty_code();
                 }
                 TbExit::Guest(code) => {
+                    poll_in = 0;
                     self.core.icount += tb.insn_ops.len() as u64;
                     self.process_dirty_code();
                     if let Some(stop) = G::on_exit(&mut self.core, bus, code) {
@@ -233,6 +242,7 @@ impl<G: Guest> Engine<G> {
                     }
                 }
                 TbExit::Trap { trap, at } => {
+                    poll_in = 0;
                     // Which guest instruction trapped: the last one starting at or before `at`.
                     let k = tb
                         .insn_ops

@@ -91,8 +91,14 @@ pub trait Guest: Sized + 'static {
     /// Deliver the exception recorded by the trap (or do nothing for `Restart`).
     fn on_trap(core: &mut Core<Self>, bus: &mut Self::Bus, trap: Trap) -> Option<Stop>;
 
-    /// Called before each block: deliver pending interrupts, etc.
+    /// Called before a block: deliver pending interrupts, etc.
     fn poll(core: &mut Core<Self>, bus: &mut Self::Bus) -> Option<Stop>;
+
+    /// Blocks run between two polls while blocks keep leaving through chainable or indirect
+    /// exits (any other exit — a guest exit code or a trap — makes the next block poll).
+    /// Interrupts are asynchronous, so a guest may trade a few blocks of delivery latency
+    /// for fewer polls.
+    const POLL_INTERVAL: u32 = 1;
 
     /// A block executed `Op::Exit { code }`.
     fn on_exit(core: &mut Core<Self>, bus: &mut Self::Bus, code: u32) -> Option<Stop>;
