@@ -3,7 +3,8 @@
 # quick when everything is there already.
 #   - the pinned Rust toolchain of rust-toolchain.toml (RUSTUP_AUTO_INSTALL=0 machines need this)
 #   - wasm-bindgen-cli at the exact version the web crate pins (a ~5 minute build, only if missing)
-#   - www/node_modules (binaryen's wasm-opt), from package-lock.json
+#   - www/node_modules (binaryen's wasm-opt, xterm.js, playwright-core), from package-lock.json
+#   - Debian's chromium for the browser tests (/usr/bin/chromium), only if missing
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,6 +18,12 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BIND
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
-if [ ! -x www/node_modules/.bin/wasm-opt ] || [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then
+if [ ! -x www/node_modules/.bin/wasm-opt ] || [ ! -d www/node_modules/playwright-core ] || [ www/package-lock.json -nt www/node_modules/.package-lock.json ]; then
   (cd www && npm ci --no-audit --no-fund)
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing chromium (browser tests)"
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
 fi

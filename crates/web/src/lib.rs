@@ -1,9 +1,18 @@
-//! Browser bindings for tci64. For now: the version string and the panic/log plumbing; the
-//! `Tci64` machine class comes with the web issue.
+//! Browser bindings for tci64: a thin `wasm-bindgen` layer over [`tci64_machine::Machine`].
+//!
+//! [`Core`] is the host-independent part (plain Rust, tested natively by `cargo test`): it builds
+//! a machine from bytes, keeps the disk behind a shared handle so the written image can be read
+//! back, and turns machine exits into a small status. The `Vm` class exported to JavaScript
+//! (`wasm` module below, compiled only for wasm) wraps it with a `performance.now()` clock and
+//! JS-friendly types; errors become JS `Error` exceptions with a message.
 //!
 //! Built for `wasm64-unknown-unknown` (see `scripts/build-web.sh`); the same module is lowered to
-//! wasm32 with binaryen for engines without memory64. Natively the crate compiles to plain Rust
-//! so `cargo test --workspace` covers it.
+//! wasm32 with binaryen for engines without memory64.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use tci64_devices::block::{BlockBackend, BlockError, MemBackend};
+use tci64_machine::{DiskConfig, HostClock, Machine, MachineConfig, RunExit, Stats, TraceFlags};
 
 #[cfg(target_family = "wasm")]
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -14,14 +23,178 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// What a host asks for: the bytes and the few knobs a page exposes.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub kernel: Vec<u8>,
+    pub initrd: Option<Vec<u8>>,
+    pub cmdline: String,
+    pub memory_mib: u32,
+    pub disk: Option<Vec<u8>>,
+    /// `-icount shift=N` (deterministic time); `None` = real time from the host clock.
+    pub icount_shift: Option<u32>,
+    /// The RTC at power-on, seconds since the Unix epoch.
+    pub rtc_epoch_secs: u64,
+}
+
+/// A disk the host can read back while (and after) the machine uses it.
+#[derive(Clone)]
+struct SharedDisk(Rc<RefCell<MemBackend>>);
+
+impl BlockBackend for SharedDisk {
+    fn size(&self) -> u64 {
+        self.0.borrow().size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.0.borrow_mut().read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.0.borrow_mut().write_at(offset, buf)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+/// Why [`Core::run`] returned, flattened for JavaScript: `kind` is 0 = budget used up,
+/// 1 = idle until `until_ns` of virtual time, 2 = the guest reset (its way of exiting),
+/// 3 = halted for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub kind: u32,
+    pub until_ns: u64,
+}
+
+impl From<RunExit> for Status {
+    fn from(e: RunExit) -> Self {
+        match e {
+            RunExit::Budget => Status {
+                kind: 0,
+                until_ns: 0,
+            },
+            RunExit::Idle { until_ns } => Status { kind: 1, until_ns },
+            RunExit::Reset => Status {
+                kind: 2,
+                until_ns: 0,
+            },
+            RunExit::Halted => Status {
+                kind: 3,
+                until_ns: 0,
+            },
+        }
+    }
+}
+
+/// A machine plus the handle of its disk.
+pub struct Core {
+    machine: Machine,
+    disk: Option<SharedDisk>,
+}
+
+/// A clock that never moves (deterministic mode does not read it).
+struct StillClock;
+impl HostClock for StillClock {
+    fn now_ns(&self) -> u64 {
+        0
+    }
+}
+
+/// The most RAM a build can ask for: the lowered build cannot address more than 4 GiB of linear
+/// memory at all, and the allocator reports failure for anything the engine refuses.
+const MAX_MEMORY_MIB: u32 = 1 << 20;
+
+impl Core {
+    /// Build a machine. `clock` is the host's monotonic clock (ignored with `icount_shift`).
+    pub fn new(opts: Options, clock: Box<dyn HostClock>) -> Result<Core, String> {
+        if opts.kernel.is_empty() {
+            return Err("no kernel: pass the bytes of a bzImage".into());
+        }
+        if opts.memory_mib == 0 || opts.memory_mib > MAX_MEMORY_MIB {
+            return Err(format!(
+                "memoryMiB must be between 1 and {MAX_MEMORY_MIB}, not {}",
+                opts.memory_mib
+            ));
+        }
+        if let Some(shift) = opts.icount_shift {
+            if shift > 10 {
+                return Err(format!("icount shift must be 0..=10, not {shift}"));
+            }
+        }
+        let disk = opts
+            .disk
+            .map(|d| SharedDisk(Rc::new(RefCell::new(MemBackend::new(d)))));
+        let clock: Box<dyn HostClock> = if opts.icount_shift.is_some() {
+            Box::new(StillClock)
+        } else {
+            clock
+        };
+        let config = MachineConfig {
+            ram_bytes: u64::from(opts.memory_mib) << 20,
+            kernel: opts.kernel,
+            kernel_name: "kernel".into(),
+            initrd: opts.initrd,
+            cmdline: opts.cmdline,
+            disks: disk
+                .iter()
+                .map(|d| DiskConfig {
+                    backend: Box::new(d.clone()),
+                    read_only: false,
+                })
+                .collect(),
+            icount_shift: opts.icount_shift,
+            rtc_epoch_secs: opts.rtc_epoch_secs,
+            trace: TraceFlags::default(),
+            // QEMU's microvm default, as the CLI.
+            virtio_legacy: true,
+            machine: Default::default(),
+        };
+        let machine = Machine::new(config, clock).map_err(|e| e.to_string())?;
+        Ok(Core { machine, disk })
+    }
+
+    /// Run at most `budget` guest instructions.
+    pub fn run(&mut self, budget: u64) -> Status {
+        self.machine.run(budget).into()
+    }
+
+    /// Offer typed bytes to the serial port; returns how many it took.
+    pub fn serial_write(&mut self, bytes: &[u8]) -> usize {
+        self.machine.serial_input(bytes)
+    }
+
+    /// The serial output since the last call.
+    pub fn take_serial(&mut self) -> Vec<u8> {
+        self.machine.take_serial_output()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.machine.stats()
+    }
+
+    /// Virtual time, nanoseconds since power-on.
+    pub fn now_ns(&self) -> u64 {
+        self.machine.now_ns()
+    }
+
+    /// A copy of the disk image as the guest left it (flushed first); `None` without a disk.
+    pub fn disk(&mut self) -> Option<Vec<u8>> {
+        let _ = self.machine.flush_disks();
+        self.disk.as_ref().map(|d| d.0.borrow().as_slice().to_vec())
+    }
+}
+
 #[cfg(target_family = "wasm")]
 mod wasm {
-    use wasm_bindgen::prelude::wasm_bindgen;
+    use super::{Core, HostClock, Options};
+    use wasm_bindgen::prelude::*;
 
     #[wasm_bindgen]
     extern "C" {
         #[wasm_bindgen(js_namespace = console)]
         fn error(msg: &str);
+        /// `performance.now()` in windows and workers alike.
+        #[wasm_bindgen(js_namespace = performance, js_name = now)]
+        fn performance_now() -> f64;
     }
 
     /// Runs when the module is instantiated: panics go to `console.error` (the
@@ -29,15 +202,199 @@ mod wasm {
     #[wasm_bindgen(start)]
     pub fn start() {
         std::panic::set_hook(Box::new(|info| error(&format!("tci64 panicked: {info}"))));
-        let _ = console_log::init_with_level(log::Level::Info);
+        let _ = console_log::init_with_level(log::Level::Warn);
+    }
+
+    struct PerfClock;
+    impl HostClock for PerfClock {
+        fn now_ns(&self) -> u64 {
+            (performance_now() * 1e6) as u64
+        }
+    }
+
+    /// A tci64 virtual machine (microvm board, one CPU, an optional virtio-blk disk).
+    #[wasm_bindgen]
+    pub struct Vm {
+        core: Core,
+    }
+
+    /// What `Vm.run` returned: `kind` 0 = budget used up, 1 = idle (nothing happens before
+    /// virtual time `untilNs`), 2 = the guest reset (exited), 3 = halted for good.
+    #[wasm_bindgen]
+    pub struct RunStatus {
+        pub kind: u32,
+        #[wasm_bindgen(js_name = untilNs)]
+        pub until_ns: f64,
+    }
+
+    #[wasm_bindgen]
+    impl Vm {
+        /// Build a VM and load the kernel. Throws an `Error` for a corrupt kernel, RAM the build
+        /// cannot hold, or a bad option. `icountShift` (0..=10) selects deterministic time;
+        /// `rtcEpochSecs` sets the RTC (defaults to the host's time).
+        #[wasm_bindgen(constructor)]
+        #[allow(clippy::too_many_arguments)]
+        pub fn new(
+            kernel: Vec<u8>,
+            initrd: Option<Vec<u8>>,
+            cmdline: String,
+            memory_mib: u32,
+            disk: Option<Vec<u8>>,
+            icount_shift: Option<u32>,
+            rtc_epoch_secs: Option<f64>,
+        ) -> Result<Vm, JsError> {
+            let rtc = rtc_epoch_secs.unwrap_or_else(|| js_sys::Date::now() / 1000.0);
+            let opts = Options {
+                kernel,
+                initrd,
+                cmdline,
+                memory_mib,
+                disk,
+                icount_shift,
+                rtc_epoch_secs: rtc.max(0.0) as u64,
+            };
+            Core::new(opts, Box::new(PerfClock))
+                .map(|core| Vm { core })
+                .map_err(|e| JsError::new(&e))
+        }
+
+        /// Run at most `budget` guest instructions (a JS number).
+        pub fn run(&mut self, budget: f64) -> RunStatus {
+            let s = self.core.run(budget.max(1.0) as u64);
+            RunStatus {
+                kind: s.kind,
+                until_ns: s.until_ns as f64,
+            }
+        }
+
+        /// Offer bytes to the serial port; returns how many it accepted (offer the rest later).
+        #[wasm_bindgen(js_name = serialWrite)]
+        pub fn serial_write(&mut self, bytes: &[u8]) -> u32 {
+            self.core.serial_write(bytes) as u32
+        }
+
+        /// The serial output since the last call (a `Uint8Array`, possibly empty).
+        #[wasm_bindgen(js_name = takeSerial)]
+        pub fn take_serial(&mut self) -> Vec<u8> {
+            self.core.take_serial()
+        }
+
+        /// Virtual time in nanoseconds since power-on.
+        #[wasm_bindgen(js_name = nowNs)]
+        pub fn now_ns(&self) -> f64 {
+            self.core.now_ns() as f64
+        }
+
+        /// Counters as a plain object: `{ instructions, virtualNs, tbsTranslated, ... }`.
+        pub fn stats(&self) -> js_sys::Object {
+            let s = self.core.stats();
+            let o = js_sys::Object::new();
+            let set = |k: &str, v: u64| {
+                let _ = js_sys::Reflect::set(&o, &k.into(), &JsValue::from_f64(v as f64));
+            };
+            set("instructions", s.guest_instructions);
+            set("virtualNs", s.virtual_ns);
+            set("opsExecuted", s.ops_executed);
+            set("tbsTranslated", s.tbs_translated);
+            set("tbsInvalidated", s.tbs_invalidated);
+            set("chainHits", s.chain_hits);
+            set("jumpCacheHits", s.jump_cache_hits);
+            set("tbLookups", s.tb_lookups);
+            set("tlbMisses", s.tlb_misses);
+            set("tlbAccesses", s.tlb_accesses);
+            o
+        }
+
+        /// The disk image as the guest left it, or `undefined` without a disk.
+        pub fn disk(&mut self) -> Option<Vec<u8>> {
+            self.core.disk()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    struct Zero;
+    impl HostClock for Zero {
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    fn opts(kernel: Vec<u8>) -> Options {
+        Options {
+            kernel,
+            cmdline: "console=ttyS0".into(),
+            memory_mib: 64,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn version_is_the_package_version() {
         assert_eq!(super::version(), env!("CARGO_PKG_VERSION"));
         assert!(super::version().split('.').count() == 3);
+    }
+
+    #[test]
+    fn bad_inputs_are_clean_errors() {
+        let e = Core::new(opts(Vec::new()), Box::new(Zero)).err().unwrap();
+        assert!(e.contains("no kernel"), "{e}");
+        let e = Core::new(opts(vec![0x55; 4096]), Box::new(Zero))
+            .err()
+            .unwrap();
+        assert!(!e.is_empty());
+        let mut o = opts(vec![0x55; 4096]);
+        o.memory_mib = 0;
+        let e = Core::new(o, Box::new(Zero)).err().unwrap();
+        assert!(e.contains("memoryMiB"), "{e}");
+        let mut o = opts(vec![0x55; 4096]);
+        o.icount_shift = Some(99);
+        let e = Core::new(o, Box::new(Zero)).err().unwrap();
+        assert!(e.contains("icount"), "{e}");
+    }
+
+    fn guest(name: &str) -> Option<Vec<u8>> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../guest")
+                .join(name),
+        )
+        .ok()
+    }
+
+    /// The bundled guest boots deterministically through `Core` (the same path the browser
+    /// takes), and two runs print the same bytes.
+    #[test]
+    fn tiny_guest_boots_deterministically() {
+        let (Some(kernel), Some(initrd)) = (guest("tiny.bzImage"), guest("initramfs.cpio.gz"))
+        else {
+            return;
+        };
+        let boot = || {
+            let mut o = opts(kernel.clone());
+            o.initrd = Some(initrd.clone());
+            o.cmdline = "console=ttyS0 panic=-1 reboot=t".into();
+            o.icount_shift = Some(3);
+            o.rtc_epoch_secs = 1_700_000_000;
+            let mut c = Core::new(o, Box::new(Zero)).expect("core");
+            let mut out = Vec::new();
+            for _ in 0..2000 {
+                let s = c.run(1_000_000);
+                out.extend(c.take_serial());
+                if out.windows(13).any(|w| w == b"GUEST-BOOT-OK") || s.kind >= 2 {
+                    break;
+                }
+            }
+            (out, c.stats().guest_instructions)
+        };
+        let (a, ia) = boot();
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.contains("GUEST-BOOT-OK"), "{text}");
+        let (b, ib) = boot();
+        assert_eq!(a, b);
+        assert_eq!(ia, ib);
     }
 }

@@ -1,0 +1,110 @@
+// End to end in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core), for
+// both builds: the page loads, boots the bundled guest in its worker, the terminal shows
+// GUEST-BOOT-OK, typing `echo hi` + Enter shows `hi`, the status line names the build, pause
+// and resume work; then (wasm64) the boot form runs the guest's disk test and "Download disk"
+// returns the image the guest wrote.
+// Screenshots go to $TCI64_SCREENSHOT_DIR (default /tmp) as tci64-<build>.png.
+//   node --test e2e/            (after scripts/build-web.sh)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve, copyGuest } from '../tools/serve.mjs';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const shots = process.env.TCI64_SCREENSHOT_DIR ?? '/tmp';
+let server;
+let browser;
+let base;
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install -y chromium, or set CHROMIUM)`);
+  copyGuest();
+  server = await serve(0);
+  base = `http://127.0.0.1:${server.address().port}/`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((r) => (server ? server.close(r) : r()));
+});
+
+/** The terminal's visible text, one string per row (xterm's DOM renderer). */
+const screenRows = (page) => page.$$eval('.xterm-rows > div', (rows) => rows.map((r) => r.textContent));
+
+for (const build of ['wasm64', 'wasm32']) {
+  test(`the page boots the guest and its shell answers (${build})`, { timeout: 180_000 }, async () => {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    try {
+      await page.goto(`${base}?build=${build}`);
+      await page.waitForFunction(() => window.tci64Page?.timing.bootOk > 0, null, { timeout: 150_000 });
+      const t = await page.evaluate(() => window.tci64Page.timing);
+      const bootSecs = (t.bootOk - t.created) / 1000;
+      // Wait for the shell prompt, then type like a user.
+      await page.waitForFunction(() => /# (\x1b\[6n)?$/.test(window.tci64Page.serial), null, { timeout: 60_000 });
+      await page.click('#terminal');
+      await page.keyboard.type('echo hi');
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(
+        () => [...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'hi'),
+        null, { timeout: 30_000 });
+      const rows = await screenRows(page);
+      assert.ok(rows.some((r) => r.includes('GUEST-BOOT-OK')) || (await page.evaluate(() => window.tci64Page.serial)).includes('GUEST-BOOT-OK'));
+      assert.ok(rows.some((r) => r.includes('echo hi')), rows.join('\n'));
+      // Let one stats update land so the status line shows MIPS and uptime.
+      await page.waitForFunction(() => /MIPS/.test(document.getElementById('status').textContent), null, { timeout: 10_000 });
+      const status = await page.textContent('#status');
+      assert.match(status, new RegExp(`build: ${build}\\b`));
+      const shot = join(shots, `tci64-${build}.png`);
+      await page.screenshot({ path: shot });
+      console.log(`# ${build}: boot to GUEST-BOOT-OK ${bootSecs.toFixed(2)} s; status: ${status}; screenshot ${shot}`);
+
+      // Pause stops the instruction counter; Resume restarts it.
+      await page.click('#pause');
+      await page.waitForFunction(() => /paused/.test(document.getElementById('status').textContent));
+      const n0 = (await page.evaluate(() => window.tci64Page.vm.stats())).instructions;
+      await page.waitForTimeout(300);
+      const n1 = (await page.evaluate(() => window.tci64Page.vm.stats())).instructions;
+      assert.equal(n1, n0, 'instructions ran while paused');
+      assert.equal(await page.textContent('#pause'), 'Resume');
+      await page.click('#pause');
+      await page.waitForFunction(() => /running/.test(document.getElementById('status').textContent));
+      assert.deepEqual(errors, []);
+    } finally {
+      await page.close();
+    }
+  });
+}
+
+test('the boot form runs the guest disk test; Download disk returns the written image (wasm64)', { timeout: 180_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await page.goto(`${base}?build=wasm64`);
+    await page.waitForFunction(() => window.tci64Page?.timing.bootOk > 0, null, { timeout: 150_000 });
+    await page.click('#custom > summary');
+    await page.fill('#cmdline', 'console=ttyS0 panic=-1 reboot=t guest.test=1');
+    await page.click('#boot');
+    await page.waitForFunction(() => /GUEST-TEST-DONE|GUEST-TEST-FAIL/.test(window.tci64Page.serial), null, { timeout: 150_000 });
+    assert.match(await page.evaluate(() => window.tci64Page.serial), /GUEST-TEST-DONE/);
+    await page.waitForFunction(() => /guest exited/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    const path = await download.path();
+    const bytes = (await import('node:fs')).readFileSync(path);
+    assert.equal(bytes.length, 16 << 20);
+    assert.ok(bytes.includes('written-by-guest'), "written.txt's content is not in the downloaded disk");
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});

@@ -1,0 +1,156 @@
+// tci64: an x86-64 PC emulator in WebAssembly. The public API:
+//   const vm = await Tci64.create({ kernel, initrd, cmdline, memoryMiB, disk, build, onSerial, onStats });
+//   vm.start(); vm.serialWrite('ls\n'); await vm.stats(); await vm.disk(); vm.pause(); await vm.stop();
+// The VM runs in a module Web Worker (the page never freezes); `worker: false` runs it on the
+// calling thread instead (Node, where Web Workers do not exist).
+import { loadBuild, resolveBuild, detectBuild, supportsWasm64, DEFAULT_BASE_URL } from './loader.js';
+import { Runner, createVm, toBytes } from './runner.js';
+
+export { detectBuild, resolveBuild, supportsWasm64, loadBuild };
+
+const hasWorkers = typeof Worker === 'function' && typeof window !== 'undefined';
+
+function copyOpts(o) {
+  const pick = (v) => (v === undefined || v === null ? undefined : toBytes(v));
+  return {
+    kernel: pick(o.kernel),
+    initrd: pick(o.initrd),
+    disk: pick(o.disk),
+    cmdline: o.cmdline,
+    memoryMiB: o.memoryMiB,
+    icountShift: o.icountShift,
+    rtcEpochSecs: o.rtcEpochSecs,
+    statsIntervalMs: o.statsIntervalMs,
+  };
+}
+
+export class Tci64 {
+  /** @private use Tci64.create */
+  constructor(impl, build, version) {
+    this._impl = impl;
+    /** The build that runs: 'wasm64' or 'wasm32'. */
+    this.build = build;
+    /** The tci64 version of the loaded module. */
+    this.version = version;
+  }
+
+  /** Load a build, construct the machine and load the kernel. Rejects with an Error. */
+  static async create(opts = {}) {
+    const build = resolveBuild(opts.build);
+    const baseUrl = opts.baseUrl ? new URL(opts.baseUrl, globalThis.location?.href).href : DEFAULT_BASE_URL;
+    const useWorker = opts.worker ?? hasWorkers;
+    if (useWorker) return createInWorker(opts, build, baseUrl);
+    const glue = await loadBuild(build, baseUrl);
+    const vm = createVm(glue, { ...opts, build });
+    const runner = new Runner(vm, {
+      statsIntervalMs: opts.statsIntervalMs,
+      onSerial: opts.onSerial,
+      onStats: opts.onStats,
+      onExit: opts.onExit,
+      deterministic: opts.icountShift !== undefined && opts.icountShift !== null,
+    });
+    return new Tci64(new InlineImpl(runner, vm), build, glue.version());
+  }
+
+  /** Type into the serial port (a string is sent as UTF-8). Bytes queue until the UART takes them. */
+  serialWrite(data) { this._impl.serialWrite(toBytes(data)); }
+  /** Start or resume running. */
+  start() { this._impl.start(); }
+  /** Pause (the machine keeps its state; `start()` resumes). */
+  pause() { this._impl.pause(); }
+  /** Stop for good and free the machine (terminates the worker). */
+  stop() { return this._impl.stop(); }
+  /** Counters: instructions, virtualNs, mips, uptimeMs, running, exited, and engine counters. */
+  stats() { return this._impl.stats(); }
+  /** The disk image as the guest has written it (a Uint8Array), or undefined without a disk. */
+  disk() { return this._impl.disk(); }
+}
+
+class InlineImpl {
+  constructor(runner, vm) { this.runner = runner; this.vm = vm; }
+  serialWrite(b) { this.runner.write(b); }
+  start() { this.runner.start(); }
+  pause() { this.runner.pause(); }
+  async stop() {
+    this.runner.stop();
+    this.vm.free();
+    this.vm = null;
+  }
+  async stats() { return this.runner.stats(); }
+  async disk() { return this.runner.disk(); }
+}
+
+class WorkerImpl {
+  constructor(worker) {
+    this.worker = worker;
+    this.nextId = 1;
+    this.waiting = new Map();
+    this.stopped = false;
+  }
+  request(type) {
+    if (this.stopped) return Promise.reject(new Error('tci64: the VM was stopped'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ type, id });
+    });
+  }
+  serialWrite(bytes) { if (!this.stopped) this.worker.postMessage({ type: 'serial', bytes }); }
+  start() { if (!this.stopped) this.worker.postMessage({ type: 'start' }); }
+  pause() { if (!this.stopped) this.worker.postMessage({ type: 'pause' }); }
+  async stop() {
+    this.stopped = true;
+    this.worker.terminate();
+    for (const w of this.waiting.values()) w.reject(new Error('tci64: the VM was stopped'));
+    this.waiting.clear();
+  }
+  stats() { return this.request('stats'); }
+  disk() { return this.request('disk'); }
+}
+
+function createInWorker(opts, build, baseUrl) {
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: `tci64-${build}` });
+  const impl = new WorkerImpl(worker);
+  return new Promise((resolve, reject) => {
+    let ready = false;
+    worker.onmessage = (ev) => {
+      const m = ev.data;
+      switch (m.type) {
+        case 'ready':
+          ready = true;
+          resolve(new Tci64(impl, m.build, m.version));
+          break;
+        case 'serial': opts.onSerial?.(m.bytes); break;
+        case 'stats': opts.onStats?.(m.stats); break;
+        case 'exit': opts.onExit?.(m.reason); break;
+        case 'reply': {
+          const w = impl.waiting.get(m.id);
+          impl.waiting.delete(m.id);
+          w?.resolve(m.value);
+          break;
+        }
+        case 'error': {
+          const err = new Error(m.message);
+          if (!ready) {
+            worker.terminate();
+            reject(err);
+          } else if (m.id !== undefined && impl.waiting.has(m.id)) {
+            impl.waiting.get(m.id).reject(err);
+            impl.waiting.delete(m.id);
+          } else {
+            opts.onError ? opts.onError(err) : console.error(err);
+          }
+          break;
+        }
+      }
+    };
+    worker.onerror = (ev) => {
+      const err = new Error(`tci64: worker failed: ${ev.message || 'could not load the worker script'}`);
+      if (!ready) { worker.terminate(); reject(err); } else if (opts.onError) opts.onError(err); else console.error(err);
+    };
+    const o = copyOpts(opts);
+    worker.postMessage({ type: 'init', build, baseUrl, opts: o });
+  });
+}
+
+export default Tci64;
