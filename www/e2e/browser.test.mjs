@@ -85,7 +85,7 @@ for (const build of ['wasm64', 'wasm32']) {
   });
 }
 
-test('the boot form runs the guest disk test; Download disk returns the written image (wasm64)', { timeout: 180_000 }, async () => {
+test('the boot form runs the guest disk test; Download disk returns the written image; Reset boots again; dropped files boot (wasm64)', { timeout: 180_000 }, async () => {
   const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -103,6 +103,22 @@ test('the boot form runs the guest disk test; Download disk returns the written 
     const bytes = (await import('node:fs')).readFileSync(path);
     assert.equal(bytes.length, 16 << 20);
     assert.ok(bytes.includes('written-by-guest'), "written.txt's content is not in the downloaded disk");
+    // Reset boots again (keeping the written disk).
+    await page.click('#reset');
+    await page.waitForFunction(() => window.tci64Page.timing.bootOk > 0 && /running/.test(document.getElementById('status').textContent), null, { timeout: 150_000 });
+    assert.match(await page.evaluate(() => window.tci64Page.serial), /GUEST-BOOT-OK/);
+    // Dropping files on the page sorts them by name and boots them.
+    await page.fill('#cmdline', 'console=ttyS0 panic=-1 reboot=t');
+    await page.evaluate(async () => {
+      const dt = new DataTransfer();
+      for (const [url, name] of [['dist/guest/tiny.bzImage', 'my-bzImage'], ['dist/guest/initramfs.cpio.gz', 'my-initrd.cpio.gz']]) {
+        dt.items.add(new File([await (await fetch(url)).arrayBuffer()], name));
+      }
+      window.tci64Page.timing.bootOk = 0;
+      document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    await page.waitForFunction(() => window.tci64Page.timing.bootOk > 0, null, { timeout: 150_000 });
+    assert.match(await page.textContent('#chosen'), /kernel = my-bzImage, initrd = my-initrd\.cpio\.gz/);
     assert.deepEqual(errors, []);
   } finally {
     await page.close();
