@@ -42,6 +42,9 @@ pub struct Core<G: Guest> {
     pub(crate) jump_cache: Box<[u32; JUMP_CACHE]>,
     /// Instructions retired so far (the engine's clock for `-icount`).
     pub icount: u64,
+    /// A store through the slow path wrote a page holding translated code: the running block
+    /// may be stale, so it stops after the current guest instruction.
+    pub(crate) smc_hit: bool,
 }
 
 impl<G: Guest> Core<G> {
@@ -57,6 +60,7 @@ impl<G: Guest> Core<G> {
             max_insns: 512,
             jump_cache: Box::new([JC_EMPTY; JUMP_CACHE]),
             icount: 0,
+            smc_hit: false,
         }
     }
 
@@ -194,6 +198,7 @@ impl<G: Guest> Core<G> {
         let b = value.to_le_bytes();
         self.mem.ram_write_checked(x as usize, &b[..size]);
         if flags & TAG_CODE != 0 {
+            self.smc_hit = true;
             // The page's code is now invalid (queued in `dirty_code`); later writes may take
             // the fast path until code is translated from the page again.
             self.mem.tlb_clear_code_flag(mmu, vaddr);

@@ -4,7 +4,7 @@
 
 use crate::core::{Core, JC_EMPTY, JUMP_CACHE};
 use crate::guest::{Guest, Stop, Trap};
-use crate::interp::{exec_block, TbExit};
+use crate::interp::{exec_block, exec_range, TbExit};
 use crate::mem::{Access, PAGE_MASK};
 use crate::opt::{encode, optimize, OptConfig};
 use crate::tb::{Tb, TbCache, TbId, NO_TB};
@@ -188,8 +188,34 @@ impl<G: Guest> Engine<G> {
             if self.core.trace.exec {
                 log::info!(target: "tci64::trace", "Trace {id}: [{:016x}/{:08x}]", tb.pc, tb.flags);
             }
-            let exit = exec_block(&mut self.core, bus, &tb.code);
+            let mut exit = exec_block(&mut self.core, bus, &tb.code);
             self.core.stats.tbs_executed += 1;
+            // Self-modifying code: a store hit a page holding translated code (perhaps this
+            // very block). Finish the storing instruction, then continue at the next one,
+            // which is looked up (and retranslated) afresh.
+            let mut resume_at: Option<usize> = None;
+            while let TbExit::Smc { at } = exit {
+                self.core.smc_hit = false;
+                let k = tb
+                    .insn_ops
+                    .partition_point(|&o| o as u32 <= at)
+                    .saturating_sub(1);
+                let stop = tb.insn_ops.get(k + 1).map_or(usize::MAX, |&o| o as usize);
+                exit = exec_range(&mut self.core, bus, &tb.code, at as usize + 1, stop);
+                if exit == TbExit::Boundary {
+                    resume_at = Some(k + 1);
+                }
+            }
+            self.core.smc_hit = false;
+            if let Some(k1) = resume_at {
+                poll_in = 0;
+                let (pc, aux) = tb.insn_data.get(k1).copied().unwrap_or((tb.pc, 0));
+                self.core.icount += k1 as u64;
+                G::restore(&mut self.core, pc, aux);
+                self.core.regs.0[G::PC_SLOT as usize] = pc;
+                self.process_dirty_code();
+                continue;
+            }
             match exit {
                 TbExit::Chain(n) => {
                     self.core.icount += tb.insn_ops.len() as u64;
@@ -240,6 +266,11 @@ impl<G: Guest> Engine<G> {
                     if let Some(stop) = G::on_exit(&mut self.core, bus, code) {
                         return stop;
                     }
+                }
+                TbExit::Smc { .. } | TbExit::Boundary => {
+                    // Handled above; `exec_block` never returns `Boundary`.
+                    poll_in = 0;
+                    self.process_dirty_code();
                 }
                 TbExit::Trap { trap, at } => {
                     poll_in = 0;

@@ -15,6 +15,12 @@ pub enum TbExit {
     Guest(u32),
     /// A memory op or helper trapped at op index `at`.
     Trap { trap: Trap, at: u32 },
+    /// The store (or helper) at op index `at` wrote a page holding translated code: the rest
+    /// of its guest instruction must finish with [`exec_range`], then execution continues at
+    /// the next instruction in a freshly translated block (self-modifying code).
+    Smc { at: u32 },
+    /// [`exec_range`] reached its stop index (the end of the guest instruction).
+    Boundary,
 }
 
 macro_rules! r {
@@ -28,6 +34,33 @@ macro_rules! r {
 /// `TbExit::Guest(EXIT_FELL_OFF)` instead of running off the code.
 #[inline(never)]
 pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -> TbExit {
+    exec_impl::<G, false>(core, bus, code, 0, usize::MAX)
+}
+
+/// Execute ops `start..stop` of a block (finishing one guest instruction after a
+/// self-modifying store); returns [`TbExit::Boundary`] on reaching `stop`, or how the block
+/// was left before that.
+pub fn exec_range<G: Guest>(
+    core: &mut Core<G>,
+    bus: &mut G::Bus,
+    code: &[Op],
+    start: usize,
+    stop: usize,
+) -> TbExit {
+    if start >= code.len() {
+        return TbExit::Boundary;
+    }
+    exec_impl::<G, true>(core, bus, code, start, stop)
+}
+
+#[inline(always)]
+fn exec_impl<G: Guest, const BOUNDED: bool>(
+    core: &mut Core<G>,
+    bus: &mut G::Bus,
+    code: &[Op],
+    start: usize,
+    stop: usize,
+) -> TbExit {
     // `exec_block` is a safe public function, so the invariants the unchecked fetch below
     // relies on are enforced here rather than assumed from `encode`: the block must end in
     // an unconditional exit or branch (checked once), and branch targets are checked when
@@ -38,11 +71,14 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
     ) {
         return TbExit::Guest(crate::opt::EXIT_FELL_OFF);
     }
-    let mut pc = 0usize;
+    let mut pc = start;
     let mut n_ops = 0u64;
     let exit = loop {
+        if BOUNDED && pc >= stop {
+            break TbExit::Boundary;
+        }
         debug_assert!(pc < code.len());
-        // SAFETY: `pc` starts at 0 < len (the block is not empty); it only grows by one past
+        // SAFETY: `pc` starts below len (0 for a whole block, checked by `exec_range`); it only grows by one past
         // ops that are not unconditional exits or branches, and the last op is one, so it
         // stays below len; taken branches are bounds-checked before `pc` is set.
         let op = unsafe { *code.get_unchecked(pc) };
@@ -196,6 +232,9 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
                             at: pc as u32 - 1,
                         };
                     }
+                    if core.smc_hit {
+                        break TbExit::Smc { at: pc as u32 - 1 };
+                    }
                 }
             }
             Op::St16 { v, a, disp, mmu } => {
@@ -207,6 +246,9 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
                             trap,
                             at: pc as u32 - 1,
                         };
+                    }
+                    if core.smc_hit {
+                        break TbExit::Smc { at: pc as u32 - 1 };
                     }
                 }
             }
@@ -220,6 +262,9 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
                             at: pc as u32 - 1,
                         };
                     }
+                    if core.smc_hit {
+                        break TbExit::Smc { at: pc as u32 - 1 };
+                    }
                 }
             }
             Op::St64 { v, a, disp, mmu } => {
@@ -231,6 +276,9 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
                             trap,
                             at: pc as u32 - 1,
                         };
+                    }
+                    if core.smc_hit {
+                        break TbExit::Smc { at: pc as u32 - 1 };
                     }
                 }
             }
@@ -261,7 +309,12 @@ pub fn exec_block<G: Guest>(core: &mut Core<G>, bus: &mut G::Bus, code: &[Op]) -
                 let helpers = G::helpers();
                 match helpers.get(f as usize) {
                     Some(h) => match h(core, bus, x, y, z) {
-                        Ok(v) => r!(core, d) = v,
+                        Ok(v) => {
+                            r!(core, d) = v;
+                            if core.smc_hit {
+                                break TbExit::Smc { at: pc as u32 - 1 };
+                            }
+                        }
                         Err(trap) => {
                             break TbExit::Trap {
                                 trap,

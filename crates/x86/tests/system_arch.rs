@@ -396,7 +396,6 @@ fn self_modifying_code_runs_the_new_bytes() {
 }
 
 #[test]
-#[ignore = "engine: a store into the executing block's own code does not end the block yet"]
 fn self_modifying_code_in_the_same_block() {
     let mut cpu = sys_machine(|a| {
         a.mov(rcx, CODE + 0x300).unwrap();
