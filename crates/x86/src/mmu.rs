@@ -27,6 +27,12 @@ pub mod pf {
     pub const I: u32 = 1 << 4;
 }
 
+/// MMU-index bit: a CPL 3 access (user permissions apply).
+pub const MMU_USER: u8 = 1;
+/// MMU-index bit: a stack-segment reference (non-canonical → #SS instead of #GP). Stack
+/// references get TLB entries of their own; permissions are the same.
+pub const MMU_STACK: u8 = 2;
+
 /// True if `va` is canonical for 48-bit virtual addresses.
 pub fn canonical(va: u64) -> bool {
     ((va as i64) << 16 >> 16) as u64 == va
@@ -64,14 +70,19 @@ pub fn tlb_fill(
         return walk_legacy(c, va, access, mmu);
     }
     if !canonical(va) {
+        // A non-canonical stack reference is #SS(0); any other is #GP(0).
         c.guest.pending = Some(Event {
-            vector: vec::GP,
+            vector: if mmu & MMU_STACK != 0 {
+                vec::SS
+            } else {
+                vec::GP
+            },
             error_code: Some(0),
             kind: EventKind::Exception,
         });
         return Err(Trap::Exception);
     }
-    let user = mmu == 1;
+    let user = mmu & MMU_USER != 0;
     let write = access == Access::Write;
     let fetch = access == Access::Fetch;
     let nxe = g.efer & cr::EFER_NXE != 0;
@@ -163,7 +174,7 @@ pub fn tlb_fill(
 fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Translation, Trap> {
     let va = va & 0xffff_ffff;
     let g = &c.guest;
-    let user = mmu == 1;
+    let user = mmu & MMU_USER != 0;
     let write = access == Access::Write;
     let wp = g.cr0 & cr::CR0_WP != 0;
     let mut err = 0u32;

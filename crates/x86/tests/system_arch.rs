@@ -182,6 +182,24 @@ fn gp_on_non_canonical_address() {
 }
 
 #[test]
+fn ss_on_non_canonical_stack_reference() {
+    // RBP-based addresses default to SS: a non-canonical one is #SS(0), not #GP(0).
+    let mut cpu = sys_machine(|a| {
+        a.mov(rbp, 0x8000_0000_0000_0000u64).unwrap();
+        a.mov(rbx, qword_ptr(rbp + 8)).unwrap();
+        a.hlt().unwrap();
+    });
+    record_and_halt(&mut cpu, 12, true);
+    let mut bus = TestBus::default();
+    halted(cpu.run(&mut bus, 100_000));
+    assert_eq!(read_u64(&cpu, DATA + 0x100), 0, "#SS error code");
+    let rip = read_u64(&cpu, DATA + 0x108);
+    let mut b = [0u8; 3];
+    cpu.read_phys(rip, &mut b);
+    assert_eq!(b, [0x48, 0x8b, 0x5d], "saved RIP is the faulting mov");
+}
+
+#[test]
 fn syscall_to_ring0_and_sysret_to_ring3() {
     let sys_h = HANDLERS + 0xf000;
     let mut cpu = sys_machine(|a| {

@@ -58,6 +58,9 @@ pub struct Tr<'a> {
     pub mmu: u8,
     /// `-d unimp`
     pub trace_unimp: bool,
+    /// The memory operand being accessed is a stack-segment reference (push/pop, or an
+    /// address whose segment is SS): its loads and stores use the stack MMU index.
+    pub ss_ref: bool,
 }
 
 helpers!(pub enum CoreH @ hbase::CORE; {
@@ -273,6 +276,7 @@ pub fn translate_block(
         cc_dirty: false,
         mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
         trace_unimp: core.guest.trace_unimp,
+        ss_ref: false,
     };
     let mut cur = pc;
     loop {
@@ -323,6 +327,7 @@ pub fn translate_block(
             t.next &= 0xffff_ffff;
         }
         t.insn = insn;
+        t.ss_ref = false;
         let flow = if insn.is_invalid() || insn.mnemonic() == Mnemonic::INVALID {
             t.unimplemented()
         } else {

@@ -73,6 +73,7 @@ impl Tr<'_> {
         let index = i.memory_index();
         let disp = i.memory_displacement64();
         let seg = i.memory_segment();
+        self.ss_ref = seg == Register::SS;
         let addr32 = if base != Register::None {
             base.size() == 4
         } else if index != Register::None {
@@ -220,7 +221,12 @@ impl Tr<'_> {
     /// Load `size` bytes (zero-extended).
     pub fn ld(&mut self, size: usize, a: Slot, disp: i32) -> Slot {
         let d = self.b.temp();
-        let mmu = self.mmu;
+        let mmu = self.mmu
+            | if self.ss_ref {
+                crate::mmu::MMU_STACK
+            } else {
+                0
+            };
         self.b.push(match size {
             1 => Op::Ld8 { d, a, disp, mmu },
             2 => Op::Ld16 { d, a, disp, mmu },
@@ -232,7 +238,12 @@ impl Tr<'_> {
 
     /// Store the low `size` bytes of `v`.
     pub fn st(&mut self, size: usize, a: Slot, disp: i32, v: Slot) {
-        let mmu = self.mmu;
+        let mmu = self.mmu
+            | if self.ss_ref {
+                crate::mmu::MMU_STACK
+            } else {
+                0
+            };
         self.b.push(match size {
             1 => Op::St8 { v, a, disp, mmu },
             2 => Op::St16 { v, a, disp, mmu },
@@ -378,6 +389,7 @@ impl Tr<'_> {
     /// The linear address of `rsp + off` under the stack width (adds SS's base outside
     /// 64-bit mode when non-zero). Returns `(slot, disp)`.
     fn stack_addr(&mut self, sp: Slot) -> (Slot, i32) {
+        self.ss_ref = true;
         if self.long64() {
             return (sp, 0);
         }
