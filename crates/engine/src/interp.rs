@@ -73,6 +73,43 @@ fn exec_impl<G: Guest, const BOUNDED: bool>(
     }
     let mut pc = start;
     let mut n_ops = 0u64;
+    // Guest memory access: the inline TLB fast path, else `Core::read`/`write` (page walk,
+    // page crossing, MMIO); a trap leaves the block at this op, a write to a code page stops
+    // it after this guest instruction (self-modifying code).
+    macro_rules! load {
+        ($n:literal, $d:ident, $a:ident, $disp:ident, $mmu:ident) => {{
+            let va = r!(core, $a).wrapping_add($disp as i64 as u64);
+            match core.mem.load_fast::<$n>($mmu, va) {
+                Some(v) => r!(core, $d) = v,
+                None => match core.read(bus, va, $n, $mmu) {
+                    Ok(v) => r!(core, $d) = v,
+                    Err(trap) => {
+                        break TbExit::Trap {
+                            trap,
+                            at: pc as u32 - 1,
+                        }
+                    }
+                },
+            }
+        }};
+    }
+    macro_rules! store {
+        ($n:literal, $v:ident, $a:ident, $disp:ident, $mmu:ident) => {{
+            let va = r!(core, $a).wrapping_add($disp as i64 as u64);
+            let x = r!(core, $v);
+            if !core.mem.store_fast::<$n>($mmu, va, x) {
+                if let Err(trap) = core.write(bus, va, $n, $mmu, x) {
+                    break TbExit::Trap {
+                        trap,
+                        at: pc as u32 - 1,
+                    };
+                }
+                if core.smc_hit {
+                    break TbExit::Smc { at: pc as u32 - 1 };
+                }
+            }
+        }};
+    }
     let exit = loop {
         if BOUNDED && pc >= stop {
             break TbExit::Boundary;
@@ -162,126 +199,14 @@ fn exec_impl<G: Guest, const BOUNDED: bool>(
                     r!(core, b)
                 }
             }
-            Op::Ld8 { d, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                match core.mem.load_fast::<1>(mmu, va) {
-                    Some(v) => r!(core, d) = v,
-                    None => match core.read(bus, va, 1, mmu) {
-                        Ok(v) => r!(core, d) = v,
-                        Err(trap) => {
-                            break TbExit::Trap {
-                                trap,
-                                at: pc as u32 - 1,
-                            }
-                        }
-                    },
-                }
-            }
-            Op::Ld16 { d, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                match core.mem.load_fast::<2>(mmu, va) {
-                    Some(v) => r!(core, d) = v,
-                    None => match core.read(bus, va, 2, mmu) {
-                        Ok(v) => r!(core, d) = v,
-                        Err(trap) => {
-                            break TbExit::Trap {
-                                trap,
-                                at: pc as u32 - 1,
-                            }
-                        }
-                    },
-                }
-            }
-            Op::Ld32 { d, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                match core.mem.load_fast::<4>(mmu, va) {
-                    Some(v) => r!(core, d) = v,
-                    None => match core.read(bus, va, 4, mmu) {
-                        Ok(v) => r!(core, d) = v,
-                        Err(trap) => {
-                            break TbExit::Trap {
-                                trap,
-                                at: pc as u32 - 1,
-                            }
-                        }
-                    },
-                }
-            }
-            Op::Ld64 { d, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                match core.mem.load_fast::<8>(mmu, va) {
-                    Some(v) => r!(core, d) = v,
-                    None => match core.read(bus, va, 8, mmu) {
-                        Ok(v) => r!(core, d) = v,
-                        Err(trap) => {
-                            break TbExit::Trap {
-                                trap,
-                                at: pc as u32 - 1,
-                            }
-                        }
-                    },
-                }
-            }
-            Op::St8 { v, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                let x = r!(core, v);
-                if !core.mem.store_fast::<1>(mmu, va, x) {
-                    if let Err(trap) = core.write(bus, va, 1, mmu, x) {
-                        break TbExit::Trap {
-                            trap,
-                            at: pc as u32 - 1,
-                        };
-                    }
-                    if core.smc_hit {
-                        break TbExit::Smc { at: pc as u32 - 1 };
-                    }
-                }
-            }
-            Op::St16 { v, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                let x = r!(core, v);
-                if !core.mem.store_fast::<2>(mmu, va, x) {
-                    if let Err(trap) = core.write(bus, va, 2, mmu, x) {
-                        break TbExit::Trap {
-                            trap,
-                            at: pc as u32 - 1,
-                        };
-                    }
-                    if core.smc_hit {
-                        break TbExit::Smc { at: pc as u32 - 1 };
-                    }
-                }
-            }
-            Op::St32 { v, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                let x = r!(core, v);
-                if !core.mem.store_fast::<4>(mmu, va, x) {
-                    if let Err(trap) = core.write(bus, va, 4, mmu, x) {
-                        break TbExit::Trap {
-                            trap,
-                            at: pc as u32 - 1,
-                        };
-                    }
-                    if core.smc_hit {
-                        break TbExit::Smc { at: pc as u32 - 1 };
-                    }
-                }
-            }
-            Op::St64 { v, a, disp, mmu } => {
-                let va = r!(core, a).wrapping_add(disp as i64 as u64);
-                let x = r!(core, v);
-                if !core.mem.store_fast::<8>(mmu, va, x) {
-                    if let Err(trap) = core.write(bus, va, 8, mmu, x) {
-                        break TbExit::Trap {
-                            trap,
-                            at: pc as u32 - 1,
-                        };
-                    }
-                    if core.smc_hit {
-                        break TbExit::Smc { at: pc as u32 - 1 };
-                    }
-                }
-            }
+            Op::Ld8 { d, a, disp, mmu } => load!(1, d, a, disp, mmu),
+            Op::Ld16 { d, a, disp, mmu } => load!(2, d, a, disp, mmu),
+            Op::Ld32 { d, a, disp, mmu } => load!(4, d, a, disp, mmu),
+            Op::Ld64 { d, a, disp, mmu } => load!(8, d, a, disp, mmu),
+            Op::St8 { v, a, disp, mmu } => store!(1, v, a, disp, mmu),
+            Op::St16 { v, a, disp, mmu } => store!(2, v, a, disp, mmu),
+            Op::St32 { v, a, disp, mmu } => store!(4, v, a, disp, mmu),
+            Op::St64 { v, a, disp, mmu } => store!(8, v, a, disp, mmu),
             Op::Br { t } => {
                 if t as usize >= code.len() {
                     break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
