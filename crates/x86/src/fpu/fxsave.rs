@@ -95,9 +95,11 @@ pub fn h_fxsave(
         return Err(crate::cpu::raise(c, vec::GP, Some(0)));
     }
     let img = image(c, flags);
-    // Bytes 464..512 are available to software: leave them alone.
+    // Like hardware, store only the architectural fields: the reserved bytes 416..463 (and
+    // 288..415 outside 64-bit mode) and the software-available bytes 464..511 are left alone.
+    let end = if flags & MODE64 != 0 { 416 } else { 288 };
     let m = mmu(c);
-    c.write_bytes(bus, addr, &img[..464], m)?;
+    c.write_bytes(bus, addr, &img[..end], m)?;
     Ok(0)
 }
 
@@ -125,8 +127,13 @@ pub fn h_fxrstor(
     let g = &mut c.guest;
     g.mxcsr = mxcsr;
     let x = &mut g.x87;
-    x.fcw = u16at(0);
-    let sw = u16at(2);
+    // Reserved FCW bits 7 and 13..15 read as zero, bit 6 as one; ES and B are recomputed from the exception
+    // flags and masks (as hardware does).
+    x.fcw = (u16at(0) & 0x1f3f) | 0x40;
+    let mut sw = u16at(2) & !0x8080;
+    if sw & !x.fcw & 0x3f != 0 {
+        sw |= 0x8080;
+    }
     x.top = ((sw >> 11) & 7) as u8;
     x.fsw = sw & !0x3800;
     x.fop = u16at(6) & 0x7ff;
