@@ -1,7 +1,7 @@
 //! Fault paths of the x87 and SSE units: #NM on CR0.TS (and CR0.EM for x87), WAIT/FWAIT's
 //! #NM only with TS and MP, #UD for SSE with CR0.EM or CR4.OSFXSR clear, #XM for an unmasked
 //! SIMD floating-point exception with CR4.OSXMMEXCPT (#UD without), and no change to the
-//! destination register when the exception is raised.
+//! destination register when the exception is raised; the MMX forms (#UD on EM, #NM on TS).
 
 mod common;
 use common::*;
@@ -165,4 +165,19 @@ fn unmasked_simd_exception_xm_or_ud() {
     // Scalar form: only the low lane, also unchanged.
     let o = run(0, 0, unmasked, |a| a.sqrtss(xmm0, xmm1).unwrap());
     assert_eq!((o.vector, o.xmm0), (19, PAT));
+}
+
+#[test]
+fn mmx_em_ud_ts_nm_no_state_change() {
+    let paddb = |a: &mut CodeAssembler| a.paddb(mm0, mm1).unwrap();
+    // The faulting MMX instruction leaves TOP and the tags alone (ST0 still 1.0).
+    let o = run(cr::CR0_EM, 0, MX, paddb);
+    assert_eq!((o.vector, o.st0), (6, ONE));
+    let o = run(cr::CR0_TS, 0, MX, paddb);
+    assert_eq!((o.vector, o.st0), (7, ONE));
+    // MMX does not need CR4.OSFXSR.
+    assert_eq!(run(0, cr::CR4_OSFXSR, MX, paddb).vector, NONE);
+    // MOVQ2DQ touches XMM registers: #UD without OSFXSR.
+    let o = run(0, cr::CR4_OSFXSR, MX, |a| a.movq2dq(xmm0, mm1).unwrap());
+    assert_eq!((o.vector, o.xmm0), (6, PAT));
 }

@@ -2,6 +2,7 @@
 //! the SSE3/SSSE3/SSE4 helper and the SSE4.2 string compares.
 
 pub mod fxsave;
+pub mod mmx;
 pub mod pcmpstr;
 pub mod soft;
 pub mod sse;

@@ -5,6 +5,7 @@
 use super::operand::gpr;
 use super::{Flow, Tr};
 use crate::fpu::fxsave;
+use crate::fpu::mmx;
 use crate::fpu::sse::{self as fs, ctl, SseOp, CTL_GPR_DST};
 use crate::fpu::sse4::{self as fs4, ExtOp};
 use crate::helpers::{base, Helper};
@@ -25,6 +26,7 @@ helpers!(pub enum SseH @ base::SSE; {
     FXRSTOR => fxsave::h_fxrstor,
     EXT => fs4::h_ext,
     CRC32 => fs4::h_crc32,
+    MMX => mmx::h_mmx,
 });
 
 /// This family's helpers: (first id, end of range, table).
@@ -110,6 +112,12 @@ fn addr_slot(t: &mut Tr) -> Slot {
 /// Translate this family's instructions; `None` for anything else.
 pub fn translate(t: &mut Tr) -> Option<Flow> {
     let m = t.insn.mnemonic();
+    if m == Mnemonic::Emms
+        || (0..t.insn.op_count())
+            .any(|i| t.insn.op_kind(i) == OpKind::Register && t.insn.op_register(i).is_mm())
+    {
+        return translate_mmx(t);
+    }
     match m {
         Mnemonic::Lfence
         | Mnemonic::Sfence
@@ -349,4 +357,184 @@ fn addr_slot_rdi(t: &mut Tr) -> Slot {
             }
         }
     }
+}
+
+fn mm_num(r: Register) -> u64 {
+    (r as u32).wrapping_sub(Register::MM0 as u32) as u64 & 7
+}
+
+/// MMX instructions (and the SSE/SSE2 forms on MMX registers); see [`crate::fpu::mmx`].
+fn translate_mmx(t: &mut Tr) -> Option<Flow> {
+    use Mnemonic as M;
+    let m = t.insn.mnemonic();
+    let mut k = match m {
+        M::Emms => mmx::EMMS,
+        M::Movd | M::Movq | M::Movntq => mmx::MOV_IN,
+        M::Movq2dq => mmx::MOVQ2DQ,
+        M::Movdq2q => mmx::MOVDQ2Q,
+        M::Maskmovq => mmx::MASKMOVQ,
+        M::Pshufw => SseOp::Pshuflw as u64,
+        M::Punpckhbw => SseOp::Punpcklbw as u64 | mmx::HI_HALF,
+        M::Punpckhwd => SseOp::Punpcklwd as u64 | mmx::HI_HALF,
+        M::Punpckhdq => SseOp::Punpckldq as u64 | mmx::HI_HALF,
+        M::Packsswb | M::Packssdw | M::Packuswb => SseOp::from_mnemonic(m)? as u64 | mmx::PACK,
+        M::Paddb
+        | M::Paddw
+        | M::Paddd
+        | M::Paddq
+        | M::Psubb
+        | M::Psubw
+        | M::Psubd
+        | M::Psubq
+        | M::Paddsb
+        | M::Paddsw
+        | M::Paddusb
+        | M::Paddusw
+        | M::Psubsb
+        | M::Psubsw
+        | M::Psubusb
+        | M::Psubusw
+        | M::Pand
+        | M::Pandn
+        | M::Por
+        | M::Pxor
+        | M::Pcmpeqb
+        | M::Pcmpeqw
+        | M::Pcmpeqd
+        | M::Pcmpgtb
+        | M::Pcmpgtw
+        | M::Pcmpgtd
+        | M::Punpcklbw
+        | M::Punpcklwd
+        | M::Punpckldq
+        | M::Psllw
+        | M::Pslld
+        | M::Psllq
+        | M::Psrlw
+        | M::Psrld
+        | M::Psrlq
+        | M::Psraw
+        | M::Psrad
+        | M::Pmullw
+        | M::Pmulhw
+        | M::Pmaddwd
+        | M::Pminub
+        | M::Pmaxub
+        | M::Pminsw
+        | M::Pmaxsw
+        | M::Pavgb
+        | M::Pavgw
+        | M::Psadbw
+        | M::Pmulhuw
+        | M::Pmuludq
+        | M::Pmovmskb
+        | M::Pinsrw
+        | M::Pextrw => SseOp::from_mnemonic(m)? as u64,
+        _ => return None,
+    };
+    // CR0.EM → #UD, CR0.TS → #NM; the XMM forms also need CR4.OSFXSR.
+    if matches!(m, M::Movq2dq | M::Movdq2q) {
+        if let Some(f) = sse_check(t) {
+            return Some(f);
+        }
+    } else if t.hf & hflags::EM != 0 {
+        return Some(t.raise(vec::UD, None));
+    } else if t.hf & hflags::TS != 0 {
+        return Some(t.raise(vec::NM, None));
+    }
+    let z = t.b.konst(0);
+    if m == M::Emms {
+        let kk = t.b.konst(k);
+        t.call(SseH::MMX.id(), z, z, kk);
+        return Some(Flow::Next);
+    }
+    if m == M::Maskmovq {
+        if !matches!(
+            t.insn.op_kind(0),
+            OpKind::MemorySegRDI | OpKind::MemorySegEDI | OpKind::MemorySegDI
+        ) {
+            return None;
+        }
+        let a = addr_slot_rdi(t);
+        k |= mm_num(t.insn.op_register(1)) << ctl::DST_SHIFT
+            | mm_num(t.insn.op_register(2)) << ctl::SRC_SHIFT;
+        let kk = t.b.konst(k);
+        t.call(SseH::MMX.id(), a, z, kk);
+        return Some(Flow::Next);
+    }
+    let n = t.insn.op_count();
+    if n >= 3 && t.insn.op_kind(n - 1) == OpKind::Immediate8 {
+        let mut imm = t.insn.immediate(n - 1) & 0xff;
+        if matches!(m, M::Pinsrw | M::Pextrw) {
+            imm &= 3;
+        }
+        k |= imm << ctl::IMM_SHIFT;
+    }
+    let k0 = t.insn.op_kind(0);
+    if k0 == OpKind::Memory {
+        // MOVD/MOVQ/MOVNTQ m, mm: read without side effects, store, then the x87 effects.
+        let size = t.insn.memory_size().size();
+        let (a, disp) = t.ea();
+        let kk =
+            t.b.konst(mmx::MOV_OUT | mmx::PURE | mm_num(t.insn.op_register(1)) << ctl::SRC_SHIFT);
+        let v = t.call(SseH::MMX.id(), z, z, kk);
+        t.st(size.clamp(1, 8), a, disp, v);
+        let kt = t.b.konst(mmx::TOUCH);
+        t.call(SseH::MMX.id(), z, z, kt);
+        return Some(Flow::Next);
+    }
+    let r0 = t.insn.op_register(0);
+    if gpr(r0).is_some() {
+        // MOVD/MOVQ r, mm; PMOVMSKB/PEXTRW r, mm.
+        if k == mmx::MOV_IN {
+            k = mmx::MOV_OUT;
+        }
+        k |= CTL_GPR_DST | mm_num(t.insn.op_register(1)) << ctl::SRC_SHIFT;
+        let arg = if k & ctl::OP_MASK == mmx::MOV_OUT {
+            z
+        } else {
+            let r1 = t.insn.op_register(1);
+            let kg =
+                t.b.konst(mmx::MOV_OUT | mmx::PURE | mm_num(r1) << ctl::SRC_SHIFT);
+            k |= ctl::SRC_ARG;
+            t.call(SseH::MMX.id(), z, z, kg)
+        };
+        let kk = t.b.konst(k);
+        let v = t.call(SseH::MMX.id(), arg, z, kk);
+        let size = r0.size();
+        let l = t.loc(0);
+        t.write(l, size, v);
+        return Some(Flow::Next);
+    }
+    k |= if r0.is_xmm() { xmm_num(r0) } else { mm_num(r0) } << ctl::DST_SHIFT;
+    let arg = match t.insn.op_kind(1) {
+        OpKind::Register => {
+            let r1 = t.insn.op_register(1);
+            if r1.is_mm() {
+                k |= mm_num(r1) << ctl::SRC_SHIFT;
+                z
+            } else if r1.is_xmm() {
+                k |= xmm_num(r1) << ctl::SRC_SHIFT;
+                z
+            } else {
+                k |= ctl::SRC_ARG;
+                let l = t.loc(1);
+                t.read(l, r1.size())
+            }
+        }
+        OpKind::Memory => {
+            k |= ctl::SRC_ARG;
+            let size = t.insn.memory_size().size().clamp(1, 8);
+            let l = t.loc(1);
+            t.read(l, size)
+        }
+        OpKind::Immediate8 => {
+            k |= ctl::SRC_IMM | (t.insn.immediate(1) & 0xff) << ctl::IMM_SHIFT;
+            z
+        }
+        _ => return None,
+    };
+    let kk = t.b.konst(k);
+    t.call(SseH::MMX.id(), arg, z, kk);
+    Some(Flow::Next)
 }

@@ -1,0 +1,109 @@
+//! MMX: MM0-7 alias the mantissas of the x87 physical registers R0-R7. Every MMX instruction
+//! (except EMMS) sets TOP = 0 and marks all tags valid; a write to MMn also sets Rn's
+//! sign/exponent field to 0xFFFF. EMMS marks all tags empty (and sets TOP = 0). The integer operations reuse the
+//! 128-bit SSE helper on a 64-bit lane view where that is exact (lane-wise operations, shifts,
+//! PSHUFLW for PSHUFW, PUNPCKL for PUNPCKH taking the high half, packs with the source placed
+//! in the destination's high half).
+
+use super::sse::{self as fs, ctl, CTL_GPR_DST};
+use crate::helpers::Bus;
+use crate::X86;
+use tci64_engine::{Core, Trap};
+
+/// Special operations (in the SSE op-number field).
+pub const MOV_IN: u64 = 0x800;
+pub const MOV_OUT: u64 = 0x801;
+pub const EMMS: u64 = 0x802;
+pub const MOVQ2DQ: u64 = 0x803;
+pub const MOVDQ2Q: u64 = 0x804;
+pub const MASKMOVQ: u64 = 0x805;
+pub const TOUCH: u64 = 0x806;
+/// The result is the high 64 bits of the 128-bit operation (PUNPCKH via PUNPCKL).
+pub const HI_HALF: u64 = 1 << 27;
+/// The source goes into the high half of the 128-bit destination (packs).
+pub const PACK: u64 = 1 << 28;
+/// Do not apply the x87 TOP/tag effects (a read before a store that may fault).
+pub const PURE: u64 = 1 << 29;
+
+const TMP: usize = 14;
+
+fn mm(c: &Core<X86>, n: u64) -> u64 {
+    c.guest.x87.regs[(n & 7) as usize].0
+}
+
+fn set_mm(c: &mut Core<X86>, n: u64, v: u64) {
+    c.guest.x87.regs[(n & 7) as usize] = (v, 0xffff);
+}
+
+/// TOP = 0 and every register non-empty (the full tag word reflects the contents, as
+/// FNSTENV/FSAVE compute it).
+fn touch(c: &mut Core<X86>) {
+    let x = &mut c.guest.x87;
+    x.top = 0;
+    x.ftw = (0..8).fold(0, |w, i| {
+        let (m, se) = x.regs[i];
+        w | super::fxsave::tag_of(m, se) << (2 * i)
+    });
+}
+
+/// The MMX helper: `arg` is a memory/GPR source value (with `ctl::SRC_ARG`) or an address
+/// (MASKMOVQ); returns a GPR/memory result for `CTL_GPR_DST` / `MOV_OUT`.
+pub fn h_mmx(c: &mut Core<X86>, bus: &mut Bus, arg: u64, _: u64, k: u64) -> Result<u64, Trap> {
+    let op = k & ctl::OP_MASK;
+    let dr = (k >> ctl::DST_SHIFT) & 15;
+    let sr = (k >> ctl::SRC_SHIFT) & 15;
+    let from_arg = k & ctl::SRC_ARG != 0;
+    let s = if from_arg { arg } else { mm(c, sr) };
+    let mut ret = 0;
+    match op {
+        EMMS => {
+            // All tags empty; TOP = 0 as well (what hardware does).
+            c.guest.x87.ftw = 0xffff;
+            c.guest.x87.top = 0;
+            return Ok(0);
+        }
+        TOUCH => {}
+        MOV_IN => set_mm(c, dr, s),
+        MOV_OUT => ret = mm(c, sr),
+        MOVQ2DQ => c.guest.xmm[(dr & 15) as usize] = [mm(c, sr), 0],
+        MOVDQ2Q => {
+            let v = c.guest.xmm[(sr & 15) as usize][0];
+            set_mm(c, dr, v)
+        }
+        MASKMOVQ => {
+            let save = (c.guest.xmm[TMP], c.guest.xmm[TMP + 1]);
+            c.guest.xmm[TMP] = [mm(c, dr), 0];
+            c.guest.xmm[TMP + 1] = [mm(c, sr), 0];
+            let r = fs::h_maskmov(c, bus, arg, TMP as u64 | (TMP as u64 + 1) << 4, 0);
+            (c.guest.xmm[TMP], c.guest.xmm[TMP + 1]) = save;
+            r?;
+        }
+        _ => {
+            let d = mm(c, dr);
+            let save = c.guest.xmm[TMP];
+            c.guest.xmm[TMP] = [d, if k & PACK != 0 { s } else { 0 }];
+            let mut k2 = k & (ctl::OP_MASK | ctl::SRC_IMM | ctl::W64 | CTL_GPR_DST);
+            k2 |= (k >> ctl::IMM_SHIFT & 0xff) << ctl::IMM_SHIFT;
+            k2 |= (TMP as u64) << ctl::DST_SHIFT;
+            if k & ctl::SRC_IMM != 0 {
+                k2 |= (TMP as u64) << ctl::SRC_SHIFT;
+            } else {
+                k2 |= ctl::SRC_ARG;
+            }
+            let r = fs::h_sse(c, bus, s, 0, k2);
+            let out = c.guest.xmm[TMP];
+            c.guest.xmm[TMP] = save;
+            let r = r?;
+            if k & CTL_GPR_DST != 0 {
+                ret = r;
+            } else {
+                let v = if k & HI_HALF != 0 { out[1] } else { out[0] };
+                set_mm(c, dr, v);
+            }
+        }
+    }
+    if k & PURE == 0 {
+        touch(c);
+    }
+    Ok(ret)
+}
