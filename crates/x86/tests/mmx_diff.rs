@@ -4,7 +4,7 @@
 //! the instruction); compared: MM0, RAX, XMM0, the memory operand (a copy of MM1), the x87
 //! status word (TOP) and full tag word (FNSTENV) and the eight register images (exponent
 //! 0xFFFF for written MMX registers) from FXSAVE. `TCI64_DIFF_CASES` sets the cases per form
-//! (default 200).
+//! (default 200). Covers MMX, the SSE integer mm forms and the SSSE3 mm forms.
 #![cfg(target_arch = "x86_64")]
 
 mod common;
@@ -300,4 +300,28 @@ forms! {
     pextrw: |a| a.pextrw(eax, mm1, 3);
     pextrw_6: |a| a.pextrw(eax, mm1, 6);
     maskmovq: |a| a.maskmovq(mm0, mm1);
+    // SSSE3
+    pshufb: |a| a.pshufb(mm0, mm1);
+    pshufb_m: |a| a.pshufb(mm0, qword_ptr(rsi));
+    phaddw: |a| a.phaddw(mm0, mm1);
+    phaddd: |a| a.phaddd(mm0, mm1);
+    phaddsw: |a| a.phaddsw(mm0, mm1);
+    phsubw: |a| a.phsubw(mm0, mm1);
+    phsubd: |a| a.phsubd(mm0, mm1);
+    phsubsw: |a| a.phsubsw(mm0, mm1);
+    pmaddubsw: |a| a.pmaddubsw(mm0, mm1);
+    pmulhrsw: |a| a.pmulhrsw(mm0, mm1);
+    psignb: |a| a.psignb(mm0, mm1);
+    psignw: |a| a.psignw(mm0, mm1);
+    psignd: |a| a.psignd(mm0, mm1);
+    pabsb: |a| a.pabsb(mm0, mm1);
+    pabsw: |a| a.pabsw(mm0, mm1);
+    pabsd: |a| a.pabsd(mm0, mm1);
+    palignr_0: |a| a.palignr(mm0, mm1, 0);
+    palignr_3: |a| a.palignr(mm0, mm1, 3);
+    palignr_8: |a| a.palignr(mm0, mm1, 8);
+    palignr_13: |a| a.palignr(mm0, mm1, 13);
+    palignr_16: |a| a.palignr(mm0, mm1, 16);
+    palignr_200: |a| a.palignr(mm0, mm1, 200);
+    palignr_m: |a| a.palignr(mm0, qword_ptr(rsi), 5);
 }

@@ -22,6 +22,12 @@ pub const TOUCH: u64 = 0x806;
 pub const HI_HALF: u64 = 1 << 27;
 /// The source goes into the high half of the 128-bit destination (packs).
 pub const PACK: u64 = 1 << 28;
+/// The operation is an SSE3+ extension op (the SSE4 helper), not an SSE one.
+pub const EXT: u64 = 1 << 30;
+/// The destination is duplicated into the high half (PSHUFB: index bit 3 is ignored).
+pub const DUP: u64 = 1 << 41;
+/// PALIGNR: destination 0, source = mm source | mm destination << 64.
+pub const ALIGN: u64 = 1 << 42;
 /// Do not apply the x87 TOP/tag effects (a read before a store that may fault).
 pub const PURE: u64 = 1 << 29;
 
@@ -81,7 +87,16 @@ pub fn h_mmx(c: &mut Core<X86>, bus: &mut Bus, arg: u64, _: u64, k: u64) -> Resu
         _ => {
             let d = mm(c, dr);
             let save = c.guest.xmm[TMP];
-            c.guest.xmm[TMP] = [d, if k & PACK != 0 { s } else { 0 }];
+            c.guest.xmm[TMP] = if k & PACK != 0 {
+                [d, s]
+            } else if k & DUP != 0 {
+                [d, d]
+            } else if k & ALIGN != 0 {
+                [0, 0]
+            } else {
+                [d, 0]
+            };
+            let hi = if k & ALIGN != 0 { d } else { 0 };
             let mut k2 = k & (ctl::OP_MASK | ctl::SRC_IMM | ctl::W64 | CTL_GPR_DST);
             k2 |= (k >> ctl::IMM_SHIFT & 0xff) << ctl::IMM_SHIFT;
             k2 |= (TMP as u64) << ctl::DST_SHIFT;
@@ -90,7 +105,11 @@ pub fn h_mmx(c: &mut Core<X86>, bus: &mut Bus, arg: u64, _: u64, k: u64) -> Resu
             } else {
                 k2 |= ctl::SRC_ARG;
             }
-            let r = fs::h_sse(c, bus, s, 0, k2);
+            let r = if k & EXT != 0 {
+                super::sse4::h_ext(c, bus, s, hi, k2)
+            } else {
+                fs::h_sse(c, bus, s, hi, k2)
+            };
             let out = c.guest.xmm[TMP];
             c.guest.xmm[TMP] = save;
             let r = r?;

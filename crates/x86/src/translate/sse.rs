@@ -430,6 +430,21 @@ fn translate_mmx(t: &mut Tr) -> Option<Flow> {
         | M::Pmovmskb
         | M::Pinsrw
         | M::Pextrw => SseOp::from_mnemonic(m)? as u64,
+        // SSSE3 on MMX registers (exact on the 64-bit view: horizontal ops with the source in
+        // the high half, PSHUFB on a duplicated destination, PALIGNR on source:destination).
+        M::Phaddw | M::Phaddd | M::Phaddsw | M::Phsubw | M::Phsubd | M::Phsubsw => {
+            ExtOp::from_mnemonic(m)? as u64 | mmx::EXT | mmx::PACK
+        }
+        M::Pshufb => ExtOp::from_mnemonic(m)? as u64 | mmx::EXT | mmx::DUP,
+        M::Palignr => ExtOp::from_mnemonic(m)? as u64 | mmx::EXT | mmx::ALIGN,
+        M::Pmaddubsw
+        | M::Pmulhrsw
+        | M::Psignb
+        | M::Psignw
+        | M::Psignd
+        | M::Pabsb
+        | M::Pabsw
+        | M::Pabsd => ExtOp::from_mnemonic(m)? as u64 | mmx::EXT,
         _ => return None,
     };
     // CR0.EM → #UD, CR0.TS → #NM; the XMM forms also need CR4.OSFXSR.
