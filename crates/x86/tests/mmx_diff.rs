@@ -4,7 +4,7 @@
 //! the instruction); compared: MM0, RAX, XMM0, the memory operand (a copy of MM1), the x87
 //! status word (TOP) and full tag word (FNSTENV) and the eight register images (exponent
 //! 0xFFFF for written MMX registers) from FXSAVE. `TCI64_DIFF_CASES` sets the cases per form
-//! (default 200). Covers MMX, the SSE integer mm forms and the SSSE3 mm forms.
+//! (default 200). Covers MMX, the SSE integer mm forms, CVT(T)PS2PI/PD2PI/PI2PS/PI2PD (with MXCSR compared) and the SSSE3 mm forms.
 #![cfg(target_arch = "x86_64")]
 
 mod common;
@@ -33,6 +33,7 @@ const CTX_SIZE: usize = std::mem::size_of::<Ctx>();
 
 fn body(a: &mut CodeAssembler, insn: &dyn Fn(&mut CodeAssembler)) {
     a.fninit().unwrap();
+    a.ldmxcsr(dword_ptr(rbx + 24)).unwrap();
     a.movq(mm0, qword_ptr(rbx)).unwrap();
     a.movq(mm1, qword_ptr(rbx + 8)).unwrap();
     a.mov(rax, qword_ptr(rbx + 16)).unwrap();
@@ -42,6 +43,7 @@ fn body(a: &mut CodeAssembler, insn: &dyn Fn(&mut CodeAssembler)) {
     a.emms().unwrap();
     a.fld1().unwrap();
     insn(a);
+    a.stmxcsr(dword_ptr(rbx + 24)).unwrap();
     a.fnstenv(ptr(rbx + 64)).unwrap();
     a.fxsave64(ptr(rbx + 128)).unwrap();
     a.movq(qword_ptr(rbx + 32), mm0).unwrap();
@@ -177,7 +179,7 @@ fn check(name: &str, insn: &dyn Fn(&mut CodeAssembler)) {
             m0: r.lanes(),
             m1: r.lanes(),
             rax: r.lanes(),
-            _p0: 0,
+            _p0: 0x1f80 | (r.next() % 4) << 13,
             o_mm0: 0,
             o_rax: 0,
             x0: [r.next(), r.next()],
@@ -195,6 +197,7 @@ fn check(name: &str, insn: &dyn Fn(&mut CodeAssembler)) {
         assert_eq!(e.o_rax, h.o_rax, "{what}: rax");
         assert_eq!(e.m1, h.m1, "{what}: memory");
         assert_eq!(e.x0, h.x0, "{what}: xmm0");
+        assert_eq!(e._p0, h._p0, "{what}: mxcsr");
         assert_eq!(e.env[4..6], h.env[4..6], "{what}: fsw");
         assert_eq!(e.env[8..10], h.env[8..10], "{what}: tag word");
         assert_eq!(e.fx[32..160], h.fx[32..160], "{what}: register images");
@@ -300,6 +303,18 @@ forms! {
     pextrw: |a| a.pextrw(eax, mm1, 3);
     pextrw_6: |a| a.pextrw(eax, mm1, 6);
     maskmovq: |a| a.maskmovq(mm0, mm1);
+    // SSE/SSE2 conversions
+    cvtpi2ps: |a| a.cvtpi2ps(xmm0, mm1);
+    cvtpi2ps_m: |a| a.cvtpi2ps(xmm0, qword_ptr(rsi));
+    cvtpi2pd: |a| a.cvtpi2pd(xmm0, mm1);
+    cvtpi2pd_m: |a| a.cvtpi2pd(xmm0, qword_ptr(rsi));
+    cvtps2pi: |a| a.cvtps2pi(mm0, xmm0);
+    cvtps2pi_m: |a| a.cvtps2pi(mm0, qword_ptr(rsi));
+    cvttps2pi: |a| a.cvttps2pi(mm0, xmm0);
+    cvtpd2pi: |a| a.cvtpd2pi(mm0, xmm0);
+    cvtpd2pi_m: |a| a.cvtpd2pi(mm0, xmmword_ptr(rbx + 48));
+    cvttpd2pi: |a| a.cvttpd2pi(mm0, xmm0);
+    cvttpd2pi_m: |a| a.cvttpd2pi(mm0, xmmword_ptr(rbx + 48));
     // SSSE3
     pshufb: |a| a.pshufb(mm0, mm1);
     pshufb_m: |a| a.pshufb(mm0, qword_ptr(rsi));

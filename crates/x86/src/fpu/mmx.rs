@@ -28,6 +28,14 @@ pub const EXT: u64 = 1 << 30;
 pub const DUP: u64 = 1 << 41;
 /// PALIGNR: destination 0, source = mm source | mm destination << 64.
 pub const ALIGN: u64 = 1 << 42;
+/// The result goes to the low half of XMM `dst` (high half kept) — CVTPI2PS.
+pub const XMM_LO: u64 = 1 << 43;
+/// The result goes to all of XMM `dst` — CVTPI2PD.
+pub const XMM_ALL: u64 = 1 << 44;
+/// The source is XMM `src` (low half; both halves with `SRC128`).
+pub const SRC_XMM: u64 = 1 << 45;
+/// The source is 128 bits (the helper's second argument is the high half for memory).
+pub const SRC128: u64 = 1 << 46;
 /// Do not apply the x87 TOP/tag effects (a read before a store that may fault).
 pub const PURE: u64 = 1 << 29;
 
@@ -54,12 +62,20 @@ fn touch(c: &mut Core<X86>) {
 
 /// The MMX helper: `arg` is a memory/GPR source value (with `ctl::SRC_ARG`) or an address
 /// (MASKMOVQ); returns a GPR/memory result for `CTL_GPR_DST` / `MOV_OUT`.
-pub fn h_mmx(c: &mut Core<X86>, bus: &mut Bus, arg: u64, _: u64, k: u64) -> Result<u64, Trap> {
+pub fn h_mmx(c: &mut Core<X86>, bus: &mut Bus, arg: u64, arg_hi: u64, k: u64) -> Result<u64, Trap> {
     let op = k & ctl::OP_MASK;
     let dr = (k >> ctl::DST_SHIFT) & 15;
     let sr = (k >> ctl::SRC_SHIFT) & 15;
     let from_arg = k & ctl::SRC_ARG != 0;
-    let s = if from_arg { arg } else { mm(c, sr) };
+    let (s, s_hi) = if from_arg {
+        (arg, arg_hi)
+    } else if k & SRC_XMM != 0 {
+        let x = c.guest.xmm[(sr & 15) as usize];
+        (x[0], x[1])
+    } else {
+        (mm(c, sr), 0)
+    };
+    let s_hi = if k & SRC128 != 0 { s_hi } else { 0 };
     let mut ret = 0;
     match op {
         EMMS => {
@@ -96,7 +112,7 @@ pub fn h_mmx(c: &mut Core<X86>, bus: &mut Bus, arg: u64, _: u64, k: u64) -> Resu
             } else {
                 [d, 0]
             };
-            let hi = if k & ALIGN != 0 { d } else { 0 };
+            let hi = if k & ALIGN != 0 { d } else { s_hi };
             let mut k2 = k & (ctl::OP_MASK | ctl::SRC_IMM | ctl::W64 | CTL_GPR_DST);
             k2 |= (k >> ctl::IMM_SHIFT & 0xff) << ctl::IMM_SHIFT;
             k2 |= (TMP as u64) << ctl::DST_SHIFT;
@@ -115,6 +131,10 @@ pub fn h_mmx(c: &mut Core<X86>, bus: &mut Bus, arg: u64, _: u64, k: u64) -> Resu
             let r = r?;
             if k & CTL_GPR_DST != 0 {
                 ret = r;
+            } else if k & XMM_LO != 0 {
+                c.guest.xmm[(dr & 15) as usize][0] = out[0];
+            } else if k & XMM_ALL != 0 {
+                c.guest.xmm[(dr & 15) as usize] = out;
             } else {
                 let v = if k & HI_HALF != 0 { out[1] } else { out[0] };
                 set_mm(c, dr, v);

@@ -112,7 +112,7 @@ fn addr_slot(t: &mut Tr) -> Slot {
 /// Translate this family's instructions; `None` for anything else.
 pub fn translate(t: &mut Tr) -> Option<Flow> {
     let m = t.insn.mnemonic();
-    if m == Mnemonic::Emms
+    if matches!(m, Mnemonic::Emms | Mnemonic::Cvtpi2ps | Mnemonic::Cvtpi2pd)
         || (0..t.insn.op_count())
             .any(|i| t.insn.op_kind(i) == OpKind::Register && t.insn.op_register(i).is_mm())
     {
@@ -437,6 +437,13 @@ fn translate_mmx(t: &mut Tr) -> Option<Flow> {
         }
         M::Pshufb => ExtOp::from_mnemonic(m)? as u64 | mmx::EXT | mmx::DUP,
         M::Palignr => ExtOp::from_mnemonic(m)? as u64 | mmx::EXT | mmx::ALIGN,
+        // SSE/SSE2 conversions between MMX and XMM registers.
+        M::Cvtpi2ps => SseOp::Cvtdq2ps as u64 | mmx::XMM_LO,
+        M::Cvtpi2pd => SseOp::Cvtdq2pd as u64 | mmx::XMM_ALL,
+        M::Cvtps2pi => SseOp::Cvtps2dq as u64,
+        M::Cvttps2pi => SseOp::Cvttps2dq as u64,
+        M::Cvtpd2pi => SseOp::Cvtpd2dq as u64 | mmx::SRC128,
+        M::Cvttpd2pi => SseOp::Cvttpd2dq as u64 | mmx::SRC128,
         M::Pmaddubsw
         | M::Pmulhrsw
         | M::Psignb
@@ -448,7 +455,17 @@ fn translate_mmx(t: &mut Tr) -> Option<Flow> {
         _ => return None,
     };
     // CR0.EM → #UD, CR0.TS → #NM; the XMM forms also need CR4.OSFXSR.
-    if matches!(m, M::Movq2dq | M::Movdq2q) {
+    if matches!(
+        m,
+        M::Movq2dq
+            | M::Movdq2q
+            | M::Cvtpi2ps
+            | M::Cvtpi2pd
+            | M::Cvtps2pi
+            | M::Cvttps2pi
+            | M::Cvtpd2pi
+            | M::Cvttpd2pi
+    ) {
         if let Some(f) = sse_check(t) {
             return Some(f);
         }
@@ -522,6 +539,7 @@ fn translate_mmx(t: &mut Tr) -> Option<Flow> {
         return Some(Flow::Next);
     }
     k |= if r0.is_xmm() { xmm_num(r0) } else { mm_num(r0) } << ctl::DST_SHIFT;
+    let mut arg_hi = z;
     let arg = match t.insn.op_kind(1) {
         OpKind::Register => {
             let r1 = t.insn.op_register(1);
@@ -530,6 +548,9 @@ fn translate_mmx(t: &mut Tr) -> Option<Flow> {
                 z
             } else if r1.is_xmm() {
                 k |= xmm_num(r1) << ctl::SRC_SHIFT;
+                if m != M::Movdq2q {
+                    k |= mmx::SRC_XMM;
+                }
                 z
             } else {
                 k |= ctl::SRC_ARG;
@@ -537,8 +558,19 @@ fn translate_mmx(t: &mut Tr) -> Option<Flow> {
                 t.read(l, r1.size())
             }
         }
+        OpKind::Memory if t.insn.memory_size().size() == 16 => {
+            // CVT(T)PD2PI m128: aligned.
+            k |= ctl::SRC_ARG;
+            let (lo, hi) = load_mem(t, true);
+            arg_hi = hi;
+            lo
+        }
         OpKind::Memory => {
             k |= ctl::SRC_ARG;
+            // CVTPI2PS/PD from memory cause no x87 transition.
+            if matches!(m, M::Cvtpi2ps | M::Cvtpi2pd) {
+                k |= mmx::PURE;
+            }
             let size = t.insn.memory_size().size().clamp(1, 8);
             let l = t.loc(1);
             t.read(l, size)
@@ -550,6 +582,6 @@ fn translate_mmx(t: &mut Tr) -> Option<Flow> {
         _ => return None,
     };
     let kk = t.b.konst(k);
-    t.call(SseH::MMX.id(), arg, z, kk);
+    t.call(SseH::MMX.id(), arg, arg_hi, kk);
     Some(Flow::Next)
 }
