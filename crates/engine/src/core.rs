@@ -123,13 +123,7 @@ impl<G: Guest> Core<G> {
         if flags & TAG_MMIO != 0 {
             Ok(x)
         } else {
-            // A RAM index: turn it back into a physical address.
-            let low = self.mem.low_size();
-            Ok(if x < low {
-                x
-            } else {
-                x - low + crate::mem::HIGH_RAM_BASE
-            })
+            Ok(self.mem.ram_to_phys(x))
         }
     }
 
@@ -262,12 +256,7 @@ impl<G: Guest> Core<G> {
         }
         let i = vaddr.wrapping_add(addend) as usize;
         let page_i = i & !(PAGE_MASK as usize);
-        let low = self.mem.low_size();
-        let paddr_page = if (page_i as u64) < low {
-            page_i as u64
-        } else {
-            page_i as u64 - low + crate::mem::HIGH_RAM_BASE
-        };
+        let paddr_page = self.mem.ram_to_phys(page_i as u64);
         b.add_page(paddr_page);
         self.mem.protect_code_page(paddr_page);
         let len = PAGE_SIZE as usize - (i & PAGE_MASK as usize);

@@ -17,6 +17,15 @@ pub struct Engine<G: Guest> {
     builder: Builder,
 }
 
+/// Put the state at the start of guest instruction `k` of `tb` (after a trap, or to resume
+/// after a self-modifying store) and count the `k` instructions before it as retired.
+fn rewind_to<G: Guest>(core: &mut Core<G>, tb: &Tb, k: usize) {
+    let (pc, aux) = tb.insn_data.get(k).copied().unwrap_or((tb.pc, 0));
+    core.icount += k as u64;
+    G::restore(core, pc, aux);
+    core.regs.0[G::PC_SLOT as usize] = pc;
+}
+
 #[inline(always)]
 fn jc_index(pc: u64) -> usize {
     ((pc ^ (pc >> 12)) as usize) & (JUMP_CACHE - 1)
@@ -35,13 +44,7 @@ impl<G: Guest> Engine<G> {
     /// Invalidate blocks whose code pages were written since the last call.
     pub fn process_dirty_code(&mut self) {
         while let Some(p) = self.core.mem.dirty_code.pop() {
-            let low = self.core.mem.low_size();
-            let paddr = if p < low {
-                p
-            } else {
-                p - low + crate::mem::HIGH_RAM_BASE
-            };
-            let n = self.tbs.invalidate_page(paddr);
+            let n = self.tbs.invalidate_page(self.core.mem.ram_to_phys(p));
             self.core.stats.tbs_invalidated += n;
         }
     }
@@ -196,10 +199,7 @@ impl<G: Guest> Engine<G> {
             let mut resume_at: Option<usize> = None;
             while let TbExit::Smc { at } = exit {
                 self.core.smc_hit = false;
-                let k = tb
-                    .insn_ops
-                    .partition_point(|&o| o as u32 <= at)
-                    .saturating_sub(1);
+                let k = tb.insn_at(at);
                 let stop = tb.insn_ops.get(k + 1).map_or(usize::MAX, |&o| o as usize);
                 exit = exec_range(&mut self.core, bus, &tb.code, at as usize + 1, stop);
                 if exit == TbExit::Boundary {
@@ -209,10 +209,7 @@ impl<G: Guest> Engine<G> {
             self.core.smc_hit = false;
             if let Some(k1) = resume_at {
                 poll_in = 0;
-                let (pc, aux) = tb.insn_data.get(k1).copied().unwrap_or((tb.pc, 0));
-                self.core.icount += k1 as u64;
-                G::restore(&mut self.core, pc, aux);
-                self.core.regs.0[G::PC_SLOT as usize] = pc;
+                rewind_to(&mut self.core, tb, k1);
                 self.process_dirty_code();
                 continue;
             }
@@ -274,15 +271,7 @@ impl<G: Guest> Engine<G> {
                 }
                 TbExit::Trap { trap, at } => {
                     poll_in = 0;
-                    // Which guest instruction trapped: the last one starting at or before `at`.
-                    let k = tb
-                        .insn_ops
-                        .partition_point(|&o| o as u32 <= at)
-                        .saturating_sub(1);
-                    let (pc, aux) = tb.insn_data.get(k).copied().unwrap_or((tb.pc, 0));
-                    self.core.icount += k as u64;
-                    G::restore(&mut self.core, pc, aux);
-                    self.core.regs.0[G::PC_SLOT as usize] = pc;
+                    rewind_to(&mut self.core, tb, tb.insn_at(at));
                     self.process_dirty_code();
                     if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
                         return stop;

@@ -133,6 +133,16 @@ impl Memory {
         }
     }
 
+    /// The physical address of RAM index `i` (the inverse of [`Memory::ram_index`]).
+    #[inline]
+    pub fn ram_to_phys(&self, i: u64) -> u64 {
+        if i < self.low_size {
+            i
+        } else {
+            i - self.low_size + HIGH_RAM_BASE
+        }
+    }
+
     /// The whole RAM (host view), for loaders.
     pub fn ram(&self) -> &[u8] {
         &self.ram

@@ -3,8 +3,6 @@
 /// Engine counters. All are cumulative since the core was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Guest instructions retired.
-    pub insns: u64,
     /// Blocks executed.
     pub tbs_executed: u64,
     /// Bytecode ops executed (counted per block: ops of the block's straight-line path are

@@ -26,6 +26,16 @@ pub struct Tb {
     pub valid: bool,
 }
 
+impl Tb {
+    /// The guest instruction that op index `at` belongs to: the last one starting at or
+    /// before it.
+    pub fn insn_at(&self, at: u32) -> usize {
+        self.insn_ops
+            .partition_point(|&o| o as u32 <= at)
+            .saturating_sub(1)
+    }
+}
+
 /// No link.
 pub const NO_TB: TbId = u32::MAX;
 
