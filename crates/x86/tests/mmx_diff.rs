@@ -8,12 +8,8 @@
 #![cfg(target_arch = "x86_64")]
 
 mod common;
-use common::*;
+use common::jit::{cases, Guest, Host};
 use iced_x86::code_asm::*;
-use std::arch::asm;
-use tci64_x86::regs::RIP;
-use tci64_x86::state::cr;
-use tci64_x86::Cpu;
 
 #[repr(C, align(16))]
 #[derive(Clone, Copy)]
@@ -29,7 +25,6 @@ struct Ctx {
     _p1: [u8; 32],
     fx: [u8; 512],
 }
-const CTX_SIZE: usize = std::mem::size_of::<Ctx>();
 
 fn body(a: &mut CodeAssembler, insn: &dyn Fn(&mut CodeAssembler)) {
     a.fninit().unwrap();
@@ -50,94 +45,6 @@ fn body(a: &mut CodeAssembler, insn: &dyn Fn(&mut CodeAssembler)) {
     a.mov(qword_ptr(rbx + 40), rax).unwrap();
     a.movdqu(xmmword_ptr(rbx + 48), xmm0).unwrap();
     a.fninit().unwrap();
-}
-
-fn mmap_exec(len: usize) -> *mut u8 {
-    let ret: isize;
-    unsafe {
-        asm!("syscall",
-            inlateout("rax") 9isize => ret,
-            in("rdi") 0usize, in("rsi") len, in("rdx") 7usize,
-            in("r10") 0x22usize, in("r8") -1isize, in("r9") 0usize,
-            lateout("rcx") _, lateout("r11") _);
-    }
-    assert!(ret > 0, "mmap failed: {ret}");
-    ret as *mut u8
-}
-
-struct Host {
-    f: extern "C" fn(*mut Ctx),
-}
-
-impl Host {
-    fn new(insn: &dyn Fn(&mut CodeAssembler)) -> Host {
-        let p = mmap_exec(4096);
-        let mut a = CodeAssembler::new(64).unwrap();
-        a.push(rbx).unwrap();
-        a.push(rsi).unwrap();
-        a.push(rdi).unwrap();
-        a.mov(rbx, rdi).unwrap();
-        body(&mut a, insn);
-        a.pop(rdi).unwrap();
-        a.pop(rsi).unwrap();
-        a.pop(rbx).unwrap();
-        a.ret().unwrap();
-        let code = a.assemble(p as u64).unwrap();
-        unsafe {
-            std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len());
-            Host {
-                f: std::mem::transmute::<*mut u8, extern "C" fn(*mut Ctx)>(p),
-            }
-        }
-    }
-    fn run(&self, inp: &Ctx) -> Ctx {
-        let mut c = *inp;
-        (self.f)(&mut c);
-        c
-    }
-}
-
-struct Guest {
-    cpu: Cpu,
-    bus: TestBus,
-}
-
-impl Guest {
-    fn new(insn: &dyn Fn(&mut CodeAssembler)) -> Guest {
-        let code = assemble(|a| {
-            a.mov(rbx, DATA).unwrap();
-            body(a, insn);
-            a.hlt().unwrap();
-        });
-        let mut cpu = machine(&code);
-        cpu.core_mut().guest.cr4 |= cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
-        Guest {
-            cpu,
-            bus: TestBus::default(),
-        }
-    }
-    fn run(&mut self, inp: &Ctx) -> Ctx {
-        let bytes = unsafe { std::slice::from_raw_parts(inp as *const Ctx as *const u8, CTX_SIZE) };
-        assert!(self.cpu.write_phys(DATA, bytes));
-        let c = self.cpu.core_mut();
-        c.regs.0[RIP as usize] = CODE;
-        c.guest.halted = false;
-        let e = self.cpu.run(&mut self.bus, 10_000);
-        assert!(matches!(e, tci64_x86::CpuExit::Halted { .. }), "{e:?}");
-        assert_eq!(self.cpu.reg(RIP) & !0xfff, CODE, "guest took an exception");
-        let mut out = *inp;
-        let ob =
-            unsafe { std::slice::from_raw_parts_mut(&mut out as *mut Ctx as *mut u8, CTX_SIZE) };
-        assert!(self.cpu.read_phys(DATA, ob));
-        out
-    }
-}
-
-fn cases() -> u32 {
-    std::env::var("TCI64_DIFF_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200)
 }
 
 struct Rng(u64);
@@ -168,8 +75,8 @@ impl Rng {
 }
 
 fn check(name: &str, insn: &dyn Fn(&mut CodeAssembler)) {
-    let host = Host::new(insn);
-    let mut g = Guest::new(insn);
+    let host = Host::<Ctx>::new(|a| body(a, insn));
+    let mut g = Guest::new(|a| body(a, insn));
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });

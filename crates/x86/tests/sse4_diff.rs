@@ -10,14 +10,10 @@
 #![cfg(target_arch = "x86_64")]
 
 mod common;
-use common::*;
+use common::jit::{cases, Guest, Host};
 use iced_x86::code_asm::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use std::arch::asm;
-use tci64_x86::regs::RIP;
-use tci64_x86::state::cr;
-use tci64_x86::Cpu;
 
 /// The context block shared by the host stub and the guest (at DATA): inputs then outputs.
 #[repr(C, align(16))]
@@ -35,7 +31,6 @@ struct Ctx {
     o_rcx: u64,
     o_flags: u64,
 }
-const CTX_SIZE: usize = std::mem::size_of::<Ctx>();
 
 const C_XMM: u8 = 1;
 const C_RAX: u8 = 2;
@@ -59,103 +54,6 @@ fn body(a: &mut CodeAssembler, insn: &dyn Fn(&mut CodeAssembler)) {
     a.mov(qword_ptr(rbx + 88), rax).unwrap();
     a.mov(qword_ptr(rbx + 96), rcx).unwrap();
     a.mov(qword_ptr(rbx + 104), r8).unwrap();
-}
-
-/// An RWX anonymous mapping (raw syscall: no libc dependency).
-fn mmap_exec(len: usize) -> *mut u8 {
-    let ret: isize;
-    unsafe {
-        asm!("syscall",
-            inlateout("rax") 9isize => ret,
-            in("rdi") 0usize, in("rsi") len, in("rdx") 7usize,
-            in("r10") 0x22usize, in("r8") -1isize, in("r9") 0usize,
-            lateout("rcx") _, lateout("r11") _);
-    }
-    assert!(ret > 0, "mmap failed: {ret}");
-    ret as *mut u8
-}
-
-/// The instruction compiled for the host: `extern "C" fn(&mut Ctx)`.
-struct Host {
-    f: extern "C" fn(*mut Ctx),
-}
-
-impl Host {
-    fn new(insn: &dyn Fn(&mut CodeAssembler)) -> Host {
-        let p = mmap_exec(4096);
-        let mut a = CodeAssembler::new(64).unwrap();
-        a.push(rbx).unwrap();
-        a.mov(rbx, rdi).unwrap();
-        a.sub(rsp, 8).unwrap();
-        a.stmxcsr(dword_ptr(rsp)).unwrap();
-        body(&mut a, insn);
-        a.ldmxcsr(dword_ptr(rsp)).unwrap();
-        a.add(rsp, 8).unwrap();
-        a.pop(rbx).unwrap();
-        a.ret().unwrap();
-        let code = a.assemble(p as u64).unwrap();
-        assert!(code.len() <= 4096);
-        unsafe {
-            std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len());
-            Host {
-                f: std::mem::transmute::<*mut u8, extern "C" fn(*mut Ctx)>(p),
-            }
-        }
-    }
-
-    fn run(&self, inp: &Ctx) -> Ctx {
-        let mut c = *inp;
-        (self.f)(&mut c);
-        c
-    }
-}
-
-/// A guest that runs the same body on the context at DATA.
-struct Guest {
-    cpu: Cpu,
-    bus: TestBus,
-}
-
-impl Guest {
-    fn new(insn: &dyn Fn(&mut CodeAssembler)) -> Guest {
-        let code = assemble(|a| {
-            a.mov(rbx, DATA).unwrap();
-            body(a, insn);
-            a.hlt().unwrap();
-        });
-        let mut cpu = machine(&code);
-        cpu.core_mut().guest.cr4 |= cr::CR4_OSFXSR | cr::CR4_OSXMMEXCPT;
-        Guest {
-            cpu,
-            bus: TestBus::default(),
-        }
-    }
-
-    fn run(&mut self, inp: &Ctx) -> Ctx {
-        let bytes = unsafe { std::slice::from_raw_parts(inp as *const Ctx as *const u8, CTX_SIZE) };
-        assert!(self.cpu.write_phys(DATA, bytes));
-        let c = self.cpu.core_mut();
-        c.regs.0[RIP as usize] = CODE;
-        c.guest.halted = false;
-        let e = self.cpu.run(&mut self.bus, 10_000);
-        assert!(
-            matches!(e, tci64_x86::CpuExit::Halted { .. }),
-            "guest did not reach HLT: {e:?}"
-        );
-        assert_eq!(self.cpu.reg(RIP) & !0xfff, CODE, "guest took an exception");
-        let mut out = Ctx::default();
-        let ob =
-            unsafe { std::slice::from_raw_parts_mut(&mut out as *mut Ctx as *mut u8, CTX_SIZE) };
-        assert!(self.cpu.read_phys(DATA, ob));
-        out
-    }
-}
-
-fn cases() -> u32 {
-    std::env::var("TCI64_DIFF_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200)
 }
 
 fn f32_special() -> impl Strategy<Value = u32> {
@@ -307,8 +205,8 @@ fn inputs() -> impl Strategy<Value = Ctx> {
 }
 
 fn check_n(name: &str, cmp: u8, n: u32, insn: &dyn Fn(&mut CodeAssembler)) {
-    let host = Host::new(insn);
-    let mut g = Guest::new(insn);
+    let host = Host::<Ctx>::new(|a| body(a, insn));
+    let mut g = Guest::new(|a| body(a, insn));
     let mut runner = TestRunner::new(Config {
         cases: n,
         failure_persistence: None,

@@ -1,6 +1,9 @@
 //! A bare test machine for the x86 CPU: RAM, identity-mapped long mode, a recording bus.
 #![allow(dead_code)]
 
+#[cfg(target_arch = "x86_64")]
+pub mod jit;
+
 use iced_x86::code_asm::CodeAssembler;
 use tci64_engine::MmioBus;
 use tci64_x86::{Cpu, CpuExit, LongModeEntry, X86Bus};
