@@ -73,7 +73,6 @@ pub struct Machine {
     board: Board,
     /// The kernel's entry state, for reporting.
     pub boot: boot::BootInfo,
-    halted_since_ns: Option<u64>,
 }
 
 /// Guest RAM seen by devices (DMA), keeping translated code coherent.
@@ -195,7 +194,6 @@ impl Machine {
             cpu,
             board,
             boot: info,
-            halted_since_ns: None,
         })
     }
 
@@ -261,7 +259,6 @@ impl Machine {
                         self.board.clock.idle_ns += until.saturating_sub(now);
                         continue;
                     }
-                    self.halted_since_ns.get_or_insert(now);
                     return RunExit::Idle { until_ns: until };
                 }
             }
