@@ -64,6 +64,7 @@ fn f64v() -> impl Strategy<Value = u64> {
 }
 
 fn check(name: &str, host: impl Fn(&Inp) -> ([u8; 10], u16), f: impl FnOnce(&mut CodeAssembler)) {
+    vendor::host();
     let code = assemble(|a| {
         a.mov(rbx, DATA).unwrap();
         a.fninit().unwrap();

@@ -241,6 +241,7 @@ fn inputs() -> impl Strategy<Value = Inp> {
 }
 
 fn check(name: &str, cmp: Cmp, host: impl Fn(&Inp) -> Out, asm: impl FnOnce(&mut CodeAssembler)) {
+    vendor::host();
     let mut g = Guest::new(asm);
     let mut runner = TestRunner::new(Config {
         cases: cases(),

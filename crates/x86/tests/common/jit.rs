@@ -42,6 +42,7 @@ pub struct Host<C> {
 
 impl<C: Copy> Host<C> {
     pub fn new(body: impl FnOnce(&mut CodeAssembler)) -> Host<C> {
+        super::vendor::host();
         let p = mmap_exec(4096);
         let mut a = CodeAssembler::new(64).unwrap();
         a.push(rbx).unwrap();

@@ -3,6 +3,7 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod jit;
+pub mod vendor;
 
 use iced_x86::code_asm::CodeAssembler;
 use tci64_engine::MmioBus;
