@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# bench.sh: tci64 against Debian's QEMU 7.2 (TCG JIT) on the same guests, side by side, in one run.
+#
+#   bash scripts/bench.sh [-r N] [-R N] [-w LIST] [--bin PATH] [--qemu PATH] [--no-build] [--log DIR]
+#
+#   -w LIST     workloads, comma-separated (default: all; debian-test only when its kernel is found)
+#                 tiny-test    bundled tiny guest, guest.test=1, microvm without LAPIC
+#                              (verify-guest.sh's tiny-microvm-noapic)
+#                 tiny-bench   bundled tiny guest, guest.bench=1, same machine; the three phases'
+#                              times come from the guest's own `time` output
+#                 debian-test  Debian's stock kernel, guest.test=1, -M pc without LAPIC, acpi=off
+#                              (verify-guest.sh's debian-pc-noapic)
+#   -r N        interleaved pairs (QEMU, tci64, QEMU, tci64, ...) for tiny-test (default 7)
+#   -R N        pairs for tiny-bench and debian-test (default 1)
+#   --bin PATH  the tci64 binary (default: cargo build --release, then target/release/tci64)
+#   --no-build  use target/release/tci64 as it is
+#   --qemu PATH the reference (default: qemu-system-x86_64; installed with apt-get when missing)
+#   --log DIR   keep every run's serial output, stderr and command line there
+#
+# The Debian kernel comes from .cache/debian/ (scripts/fetch-debian-kernel.sh: vmlinuz,
+# initramfs.cpio.gz, version) or from TCI64_DEBIAN_DIR (either those names or the shared
+# folder's debian.vmlinuz / debian-initramfs.cpio.gz / debian.version).
+#
+# Each run gets a fresh copy of the disk and must pass the guest protocol (GUEST-TEST-DONE with the
+# right sha256, or GUEST-BENCH-DONE); a failed run shows as FAIL. Times are medians over the pairs:
+# wall time (start to exit) and CPU time (user+sys, all threads). The ratio columns are tci64 over
+# QEMU from the same run. CPU time is the steadier figure on a shared machine; wall time is what a
+# user waits. MIPS and ops/insn are tci64's own `--stats` (median run). This script is a benchmark,
+# not a test: it never runs in scripts/test.sh.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+pairs_short=7 pairs_long=1 workloads="" bin="" build=1 qemu=qemu-system-x86_64 logdir=""
+TIMEOUT=${TIMEOUT:-1800}
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    -r) pairs_short=$2; shift 2 ;;
+    -R) pairs_long=$2; shift 2 ;;
+    -w) workloads=${2//,/ }; shift 2 ;;
+    --bin) bin=$2; build=0; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --qemu) qemu=$2; shift 2 ;;
+    --log) logdir=$2; shift 2 ;;
+    -h|--help) usage 0 ;;
+    *) echo "bench.sh: unknown argument $1" >&2; usage 1 >&2 ;;
+  esac
+done
+for n in "$pairs_short" "$pairs_long"; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: repetitions must be positive integers" >&2; exit 1; }
+done
+
+# --- the reference -----------------------------------------------------------------------------
+if ! command -v "$qemu" > /dev/null; then
+  if [ "$qemu" = qemu-system-x86_64 ]; then
+    echo "bench.sh: installing Debian's qemu-system-x86 (the reference)" >&2
+    sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get install -y qemu-system-x86 > /dev/null ||
+      { $sudo apt-get update > /dev/null && $sudo apt-get install -y qemu-system-x86 > /dev/null; } ||
+      { echo "bench.sh: cannot install qemu-system-x86" >&2; exit 1; }
+  else
+    echo "bench.sh: $qemu not found" >&2; exit 1
+  fi
+fi
+
+# --- tci64 -------------------------------------------------------------------------------------
+target=${CARGO_TARGET_DIR:-target}
+if [ -z "$bin" ]; then
+  bin=$target/release/tci64
+  if [ $build = 1 ]; then
+    cargo build --release --bin tci64 --quiet || { echo "bench.sh: build failed" >&2; exit 1; }
+  fi
+fi
+[ -x "$bin" ] || { echo "bench.sh: no tci64 binary at $bin" >&2; exit 1; }
+bin=$(realpath "$bin")
+
+# --- guests ------------------------------------------------------------------------------------
+G=$ROOT/guest
+deb_k="" deb_i="" deb_v=""
+for d in "${TCI64_DEBIAN_DIR:-}" "$ROOT/.cache/debian"; do
+  [ -n "$d" ] && [ -d "$d" ] || continue
+  if [ -f "$d/vmlinuz" ] && [ -f "$d/initramfs.cpio.gz" ]; then
+    deb_k=$d/vmlinuz deb_i=$d/initramfs.cpio.gz deb_v=$(cat "$d/version" 2>/dev/null)
+  elif [ -f "$d/debian.vmlinuz" ] && [ -f "$d/debian-initramfs.cpio.gz" ]; then
+    deb_k=$d/debian.vmlinuz deb_i=$d/debian-initramfs.cpio.gz deb_v=$(cat "$d/debian.version" 2>/dev/null)
+  fi
+  [ -n "$deb_k" ] && break
+done
+if [ -z "$workloads" ]; then
+  workloads="tiny-test tiny-bench"
+  if [ -n "$deb_k" ]; then workloads="$workloads debian-test"
+  else echo "bench.sh: no Debian kernel (.cache/debian/ or TCI64_DEBIAN_DIR): skipping debian-test" >&2; fi
+fi
+for w in $workloads; do
+  case $w in
+    tiny-test|tiny-bench) ;;
+    debian-test) [ -n "$deb_k" ] || { echo "bench.sh: debian-test needs the Debian kernel (scripts/fetch-debian-kernel.sh or TCI64_DEBIAN_DIR)" >&2; exit 1; } ;;
+    *) echo "bench.sh: unknown workload $w (tiny-test tiny-bench debian-test)" >&2; exit 1 ;;
+  esac
+done
+
+work=$(mktemp -d /tmp/tci64-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+[ -n "$logdir" ] && mkdir -p "$logdir"
+gunzip -c "$G/disk.ext2.gz" > "$work/disk.pristine"
+want_sha=$(cut -d' ' -f1 "$G/disk.sha256")
+
+# cmd_for EMU WORKLOAD DISK -> CMD (array). The same command line for both emulators.
+cmd_for() {
+  local emu=$1 w=$2 disk=$3 k=$G/tiny.bzImage i=$G/initramfs.cpio.gz mode=test
+  local append="console=ttyS0 panic=-1 reboot=t"
+  CMD=()
+  if [ "$emu" = qemu ]; then CMD+=("$qemu"); else CMD+=("$bin" --stats); fi
+  case $w in
+    tiny-test|tiny-bench)
+      [ $w = tiny-bench ] && mode=bench
+      CMD+=(-M microvm,acpi=off,pic=on,pit=on,rtc=on -cpu qemu64,-apic)
+      append="$append guest.$mode=1" ;;
+    debian-test)
+      k=$deb_k i=$deb_i
+      CMD+=(-M pc -nic none -cpu qemu64,-apic)
+      append="$append guest.test=1 acpi=off" ;;
+  esac
+  CMD+=(-accel tcg -m 256M -nographic -no-reboot -kernel "$k" -initrd "$i" -append "$append")
+  if [ $mode = test ]; then
+    CMD+=(-drive "id=d0,file=$disk,format=raw,if=none")
+    case $w in debian-*) CMD+=(-device virtio-blk-pci,drive=d0) ;; *) CMD+=(-device virtio-blk-device,drive=d0) ;; esac
+  fi
+}
+
+# busybox `time`: "real<TAB>0m 3.50s" -> seconds
+phase_times() {  # LOG -> "loop sha gzip" (or "- - -")
+  tr -d '\r' < "$1" | awk '
+    /^BENCH [123]\/3/ { p = substr($2, 1, 1) }
+    p && /^real/ { m = $2; s = $3; sub(/m$/, "", m); sub(/s$/, "", s); t[p] = m * 60 + s; p = 0 }
+    END { printf "%s %s %s\n", (1 in t ? t[1] : "-"), (2 in t ? t[2] : "-"), (3 in t ? t[3] : "-") }'
+}
+
+# run EMU WORKLOAD N -> appends "wall cpu ok insns mips ops loop sha gzip" to $work/EMU-WORKLOAD
+run() {
+  local emu=$1 w=$2 n=$3 disk=$work/disk.ext2 out=$work/out err=$work/err tf=$work/time ok=ok
+  cp "$work/disk.pristine" "$disk"
+  cmd_for "$emu" "$w" "$disk"
+  local TIMEFORMAT='%R %U %S'
+  { time timeout "$TIMEOUT" "${CMD[@]}" < /dev/null > "$out" 2> "$err"; } 2> "$tf"
+  local rc=$?
+  tr -d '\r' < "$out" > "$out.txt"
+  [ $rc = 0 ] || ok="FAIL(exit=$rc)"
+  case $w in
+    *-test)
+      grep -qx "GUEST-TEST-DONE" "$out.txt" && grep -qx "$want_sha  /mnt/blob.bin" "$out.txt" || ok=FAIL ;;
+    *-bench) grep -qx "GUEST-BENCH-DONE" "$out.txt" || ok=FAIL ;;
+  esac
+  local wall cpu insns=- mips=- ops=-
+  read -r wall cpu < <(awk '{ printf "%.3f %.3f\n", $1, $2 + $3 }' "$tf")
+  if [ "$emu" = tci64 ]; then
+    insns=$(awk '/guest instructions/ { print $3; exit }' "$err")
+    mips=$(awk '/guest instructions/ { gsub(/[(]/, "", $4); print $4; exit }' "$err")
+    ops=$(awk '/ops per guest insn/ { print $5; exit }' "$err")
+  fi
+  echo "$wall $cpu $ok ${insns:--} ${mips:--} ${ops:--} $(phase_times "$out.txt")" >> "$work/$emu-$w"
+  if [ -n "$logdir" ]; then
+    printf '%q ' "${CMD[@]}" > "$logdir/$w.$emu.$n.cmd"; echo >> "$logdir/$w.$emu.$n.cmd"
+    cp "$out.txt" "$logdir/$w.$emu.$n.serial"; cp "$err" "$logdir/$w.$emu.$n.stderr"
+  fi
+  printf '  %-12s %-6s run %d: %7.2f s wall, %7.2f s cpu  %s\n' "$w" "$emu" "$n" "$wall" "$cpu" "$ok" >&2
+}
+
+median() {  # median of column COL of FILE (numeric rows only), printed with FMT (default %.3f)
+  awk -v c="$2" -v f="${3:-%.3f}" '$c ~ /^[0-9.]+$/ { v[n++] = $c } END {
+    if (!n) { print "-"; exit }
+    for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+    printf f "\n", (n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) }' "$1"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2fx", a / b; else print "-" }'; }
+fails() { awk '$3 != "ok" { n++ } END { print n + 0 }' "$1"; }
+
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+echo "bench.sh: $(date -u '+%Y-%m-%d %H:%M UTC'); $cpu_model, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "bench.sh: tci64 $bin ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')); $("$qemu" --version | head -1)" >&2
+for w in $workloads; do
+  case $w in tiny-test) n=$pairs_short ;; *) n=$pairs_long ;; esac
+  for ((k = 1; k <= n; k++)); do run qemu "$w" "$k"; run tci64 "$w" "$k"; done
+done
+
+# --- the table ---------------------------------------------------------------------------------
+echo
+echo "tci64 vs QEMU $("$qemu" --version | awk 'NR == 1 { print $4 }') TCG JIT, $(date -u '+%Y-%m-%d %H:%M UTC'), tci64 $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "host: $cpu_model, $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (shared machine: compare the ratios, not the times)"
+echo
+echo "| workload | runs | QEMU JIT wall | tci64 wall | ratio | QEMU JIT cpu | tci64 cpu | cpu ratio | tci64 MIPS | ops/insn | guest insns |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for w in $workloads; do
+  q=$work/qemu-$w t=$work/tci64-$w
+  runs=$(wc -l < "$t")
+  f=$(( $(fails "$q") + $(fails "$t") ))
+  [ $f = 0 ] && note="$runs" || note="$runs ($f FAILED)"
+  qw=$(median "$q" 1) tw=$(median "$t" 1) qc=$(median "$q" 2) tc=$(median "$t" 2)
+  printf '| %s | %s | %s s | %s s | **%s** | %s s | %s s | %s | %s | %s | %s |\n' "$w" "$note" \
+    "$qw" "$tw" "$(ratio "$tw" "$qw")" "$qc" "$tc" "$(ratio "$tc" "$qc")" \
+    "$(median "$t" 5 %.1f)" "$(median "$t" 6 %.2f)" "$(median "$t" 4 %.0f)"
+  if [ $w = tiny-bench ]; then
+    col=7
+    for p in "shell loop" "sha256" "gzip|gunzip"; do
+      qp=$(median "$q" $col %.2f) tp=$(median "$t" $col %.2f)
+      printf '| %s: %s (guest \`time\`) | %s | %s s | %s s | **%s** | | | | | | |\n' "$w" "$p" "$runs" "$qp" "$tp" "$(ratio "$tp" "$qp")"
+      col=$((col + 1))
+    done
+  fi
+done
+[ -n "$deb_v" ] && case " $workloads " in *" debian-test "*) echo; echo "debian-test kernel: $deb_v ($deb_k)" ;; esac
+all_fail=0
+for f in "$work"/qemu-* "$work"/tci64-*; do all_fail=$((all_fail + $(fails "$f"))); done
+[ $all_fail = 0 ] || { echo; echo "bench.sh: $all_fail run(s) failed the guest protocol${logdir:+ (logs in $logdir)}" >&2; exit 1; }
