@@ -5,6 +5,8 @@
 #   - wasm-bindgen-cli at the exact version the web crate pins (a ~5 minute build, only if missing)
 #   - www/node_modules (binaryen's wasm-opt, xterm.js, playwright-core), from package-lock.json
 #   - Debian's chromium for the browser tests (/usr/bin/chromium), only if missing
+#   - Debian's stock kernel + an initramfs with its modules in .cache/debian/ (the loader tests
+#     and the Debian boot cases), through apt: scripts/fetch-debian-kernel.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,3 +29,5 @@ if [ ! -x /usr/bin/chromium ]; then
   sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
 fi
+
+bash scripts/fetch-debian-kernel.sh

@@ -317,3 +317,51 @@ fn tiny_kernel_passes_the_disk_test_on_pc_and_snapshot_keeps_the_image() {
     assert_disk_test_passed(&o);
     assert!(after == before, "-snapshot changed the image file");
 }
+
+/// `-d cpu` logs the CPU state before each block, in QEMU's layout; the first block is the
+/// bzImage's 64-bit entry (load address 0x100000 + 0x200) with paging and long mode on.
+#[test]
+fn d_cpu_logs_the_state_before_each_block() {
+    let log = std::env::temp_dir().join(format!("tci64-d-cpu-{}.log", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tci64"))
+        .args(["-nographic", "-d", "cpu,exec", "-D"])
+        .arg(&log)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("running tci64");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        if t.matches("EFER=").count() >= 2 || std::time::Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&log);
+    let first: Vec<&str> = text.lines().take(16).collect();
+    assert!(first.len() == 16, "{text:.2000}");
+    assert!(
+        first[0].starts_with("RAX=0000000000000000 RBX="),
+        "{first:?}"
+    );
+    assert!(
+        first[1].starts_with("RSI=0000000000007000 "),
+        "boot_params in RSI: {first:?}"
+    );
+    assert!(
+        first[4].starts_with("RIP=0000000000100200 RFL=00000002 [-------] CPL=0"),
+        "{first:?}"
+    );
+    assert!(first[6].starts_with("CS =0010 "), "{first:?}");
+    assert!(first[13].starts_with("CR0=80010033 "), "{first:?}");
+    assert_eq!(first[14], "EFER=0000000000000500");
+    assert!(
+        first[15].starts_with("Trace 0: [0000000000100200/"),
+        "{first:?}"
+    );
+}

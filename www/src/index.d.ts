@@ -29,7 +29,7 @@ export interface Tci64Stats {
   jumpCacheHits: number;
   tbLookups: number;
   tlbMisses: number;
-  tlbAccesses: number;
+  tlbSlow: number;
 }
 
 export interface Tci64Options {

@@ -18,14 +18,14 @@ pub const JC_EMPTY: u32 = u32::MAX;
 /// Trace switches (QEMU's `-d` items that the engine serves).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
-    /// Guest instructions as translated.
-    pub in_asm: bool,
     /// IR before optimization.
     pub op: bool,
     /// IR after optimization.
     pub op_opt: bool,
     /// Every block executed.
     pub exec: bool,
+    /// The guest's architectural state before every block executed ([`crate::Guest::dump_state`]).
+    pub cpu: bool,
 }
 
 /// Everything a guest's helpers can touch.

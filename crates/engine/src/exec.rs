@@ -188,8 +188,13 @@ impl<G: Guest> Engine<G> {
             };
             next = NO_TB;
             let tb = &self.tbs.tbs[id as usize];
-            if self.core.trace.exec {
-                log::info!(target: "tci64::trace", "Trace {id}: [{:016x}/{:08x}]", tb.pc, tb.flags);
+            if self.core.trace.exec | self.core.trace.cpu {
+                if self.core.trace.cpu {
+                    log::info!(target: "tci64::trace", "{}", G::dump_state(&self.core));
+                }
+                if self.core.trace.exec {
+                    log::info!(target: "tci64::trace", "Trace {id}: [{:016x}/{:08x}]", tb.pc, tb.flags);
+                }
             }
             let mut exit = exec_block(&mut self.core, bus, &tb.code);
             self.core.stats.tbs_executed += 1;

@@ -102,4 +102,10 @@ pub trait Guest: Sized + 'static {
 
     /// A block executed `Op::Exit { code }`.
     fn on_exit(core: &mut Core<Self>, bus: &mut Self::Bus, code: u32) -> Option<Stop>;
+
+    /// The architectural state as text, for `-d cpu` (logged before each block runs).
+    fn dump_state(core: &Core<Self>) -> String {
+        let _ = core;
+        String::new()
+    }
 }

@@ -5,8 +5,7 @@
 pub struct Stats {
     /// Blocks executed.
     pub tbs_executed: u64,
-    /// Bytecode ops executed (counted per block: ops of the block's straight-line path are
-    /// estimated by the block length on a full run).
+    /// Bytecode ops executed, counted exactly by the interpreter (one per op dispatched).
     pub ops_executed: u64,
     /// Blocks translated.
     pub tbs_translated: u64,
@@ -26,8 +25,8 @@ pub struct Stats {
     pub ops_before_opt: u64,
     /// Bytecode ops after optimization, summed over translated blocks.
     pub ops_after_opt: u64,
-    /// Memory accesses that left the inline fast path.
+    /// Data accesses that left the inline fast path (fast-path hits are not counted).
     pub tlb_slow: u64,
-    /// TLB refills through the guest's page walker.
+    /// TLB refills through the guest's page walker, for data and for code fetches.
     pub tlb_misses: u64,
 }

@@ -59,10 +59,11 @@ pub struct Stats {
     pub jump_cache_hits: u64,
     /// TB lookups that needed the physical hash table (or translation).
     pub tb_lookups: u64,
-    /// Software-TLB misses.
+    /// Software-TLB refills through the guest's page walker (data and code fetches).
     pub tlb_misses: u64,
-    /// Software-TLB accesses (hits + misses).
-    pub tlb_accesses: u64,
+    /// Data accesses that left the interpreter's inline TLB fast path (a TLB miss, MMIO, a
+    /// page-crossing access or a store to a code page). Fast-path hits are not counted.
+    pub tlb_slow: u64,
     /// Virtual time, nanoseconds since power-on.
     pub virtual_ns: u64,
 }
@@ -149,10 +150,10 @@ impl Machine {
             let c = cpu.core_mut();
             let t = config.trace;
             c.trace = tci64_engine::Trace {
-                in_asm: false,
                 op: t.op,
                 op_opt: t.op_opt,
                 exec: t.exec,
+                cpu: t.cpu,
             };
             c.guest.trace_in_asm = t.in_asm;
             c.guest.trace_int = t.int;
@@ -297,7 +298,7 @@ impl Machine {
             jump_cache_hits: s.jump_cache_hits,
             tb_lookups: s.hash_lookups,
             tlb_misses: s.tlb_misses,
-            tlb_accesses: s.tlb_slow,
+            tlb_slow: s.tlb_slow,
             virtual_ns: self.now_ns(),
         }
     }

@@ -301,7 +301,7 @@ mod wasm {
             set("jumpCacheHits", s.jump_cache_hits);
             set("tbLookups", s.tb_lookups);
             set("tlbMisses", s.tlb_misses);
-            set("tlbAccesses", s.tlb_accesses);
+            set("tlbSlow", s.tlb_slow);
             o
         }
 

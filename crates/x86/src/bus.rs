@@ -16,7 +16,8 @@ pub trait X86Bus: MmioBus {
     /// The time-stamp counter now, given the instructions retired so far.
     fn tsc(&mut self, icount: u64) -> u64;
     /// The machine wants the CPU to return from `run` at the next block boundary (e.g. a
-    /// device needs guest memory to finish a request). Checked before every block.
+    /// device needs guest memory to finish a request). Checked when the CPU polls: every
+    /// `Guest::POLL_INTERVAL` (16) blocks, and after any block that trapped or exited.
     fn take_stop_request(&mut self) -> bool {
         false
     }

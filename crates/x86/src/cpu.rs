@@ -237,6 +237,10 @@ impl Guest for X86State {
     // trap always poll right after); the bus calls of a poll were ~7% of the run time.
     const POLL_INTERVAL: u32 = 16;
 
+    fn dump_state(core: &Core<Self>) -> String {
+        dump_state(core)
+    }
+
     fn on_exit(core: &mut Core<Self>, bus: &mut Self::Bus, code: u32) -> Option<Stop> {
         match code {
             exit::HLT => {
@@ -401,4 +405,71 @@ impl Cpu {
     pub fn reg(&self, slot: tci64_engine::Slot) -> u64 {
         self.engine.core.regs.0[slot as usize]
     }
+}
+
+/// The CPU state in the layout of QEMU's `-d cpu` (x86_cpu_dump_state), so that traces of the
+/// two can be compared line by line.
+pub fn dump_state(c: &Core<X86>) -> String {
+    use std::fmt::Write;
+    let r = |k: usize| c.regs.0[k];
+    let mut o = String::new();
+    let names = [
+        "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", "R8 ", "R9 ", "R10", "R11", "R12",
+        "R13", "R14", "R15",
+    ];
+    // QEMU's order: RAX RBX RCX RDX / RSI RDI RBP RSP / R8.. (encoding numbers differ).
+    let order = [0usize, 3, 1, 2, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15];
+    for (i, (&k, n)) in order.iter().zip(names).enumerate() {
+        let _ = write!(
+            o,
+            "{n}={:016x}{}",
+            r(k),
+            if i % 4 == 3 { "\n" } else { " " }
+        );
+    }
+    let fl = rflags(c);
+    let bits: String = [
+        (11, 'O'),
+        (10, 'D'),
+        (7, 'S'),
+        (6, 'Z'),
+        (4, 'A'),
+        (2, 'P'),
+        (0, 'C'),
+    ]
+    .iter()
+    .map(|&(b, ch)| if fl >> b & 1 != 0 { ch } else { '-' })
+    .collect();
+    let g = &c.guest;
+    let _ = writeln!(
+        o,
+        "RIP={:016x} RFL={:08x} [{bits}] CPL={} II={} A20=1 SMM=0 HLT={}",
+        r(crate::regs::RIP as usize),
+        fl,
+        g.cpl,
+        u8::from(g.irq_shadow),
+        u8::from(g.halted)
+    );
+    for (n, s) in ["ES", "CS", "SS", "DS", "FS", "GS"]
+        .iter()
+        .zip(g.segs.iter())
+    {
+        let _ = writeln!(
+            o,
+            "{n} ={:04x} {:016x} {:08x} {:08x}",
+            s.selector,
+            s.base,
+            s.limit,
+            (s.attr as u32) << 8
+        );
+    }
+    let _ = writeln!(o, "GDT=     {:016x} {:08x}", g.gdtr.base, g.gdtr.limit);
+    let _ = writeln!(o, "IDT=     {:016x} {:08x}", g.idtr.base, g.idtr.limit);
+    let _ = writeln!(
+        o,
+        "CR0={:08x} CR2={:016x} CR3={:016x} CR4={:08x}",
+        g.cr0, g.cr2, g.cr3, g.cr4
+    );
+    let _ = write!(o, "EFER={:016x}", g.efer);
+    o
 }

@@ -244,9 +244,10 @@ fn check_forms(forms: Vec<Form>) {
             let nf = nat.flags & defined;
             let ef = emu.flags & defined;
             let mut msg = String::new();
-            for k in 0..16 {
-                if (nat.regs[k] ^ emu.regs[k]) & compared[k] != 0 {
-                    msg += &format!(" r{k}: native {:#x} emu {:#x};", nat.regs[k], emu.regs[k]);
+            for (k, mask) in compared.iter().enumerate() {
+                let (nv, ev) = (nat.regs[k], emu.regs[k]);
+                if (nv ^ ev) & mask != 0 {
+                    msg += &format!(" r{k}: native {nv:#x} emu {ev:#x};");
                 }
             }
             if nf != ef {

@@ -85,7 +85,7 @@ pub const STATUS_DEVICE_NEEDS_RESET: u32 = 0x40;
 /// Device status: the driver gave up.
 pub const STATUS_FAILED: u32 = 0x80;
 
-/// A virtio device, independent of its transport (mmio now, pci later).
+/// A virtio device, independent of its transport (virtio-mmio or virtio-pci).
 pub trait VirtioDevice {
     /// Virtio device id (2 = block).
     fn device_id(&self) -> u32;
