@@ -13,9 +13,15 @@
 #                              guest's own `time` figures are shown as well
 #                 debian-test  Debian's stock kernel, guest.test=1, -M pc without LAPIC, acpi=off
 #                              (verify-guest.sh's debian-pc-noapic)
+#                 web-test     the deterministic disk test (tiny guest, guest.test=1, icount
+#                              shift=3) natively and in headless Chromium on wasm64 and wasm32
+#                              (the page's ?bench=test, www/tools/bench-browser.mjs); no QEMU.
+#                              In the default set when /usr/bin/chromium and www/node_modules exist
+#                 web-bench    the same with guest.bench=1 (the page's Benchmark button); long
 #   -r N        interleaved pairs (QEMU, tci64, QEMU, tci64, ...) for tiny-test (default 7)
-#   -R N        pairs for tiny-bench and debian-test (default 1)
-#   --bin PATH  the tci64 binary (default: cargo build --release, then target/release/tci64)
+#   -R N        pairs for tiny-bench and debian-test, rounds for web-test and web-bench (default 1)
+#   --bin PATH  the tci64 binary (default: cargo build --release, then target/release/tci64;
+#               the web workloads also run scripts/build-web.sh unless --no-build)
 #   --no-build  use target/release/tci64 as it is
 #   --qemu PATH the reference (default: qemu-system-x86_64; installed with apt-get when missing)
 #   --log DIR   keep every run's serial output, stderr and command line there
@@ -94,15 +100,26 @@ if [ -z "$workloads" ]; then
   workloads="tiny-test tiny-bench"
   if [ -n "$deb_k" ]; then workloads="$workloads debian-test"
   else echo "bench.sh: no Debian kernel (.cache/debian/ or TCI64_DEBIAN_DIR): skipping debian-test" >&2; fi
+  if [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -d www/node_modules/playwright-core ]; then workloads="$workloads web-test"
+  else echo "bench.sh: no Chromium or www/node_modules: skipping web-test" >&2; fi
 fi
 for w in $workloads; do
   case $w in
     tiny-test|tiny-bench) ;;
+    web-test|web-bench)
+      [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -d www/node_modules/playwright-core ] ||
+        { echo "bench.sh: $w needs Chromium and www/node_modules (scripts/setup.sh)" >&2; exit 1; }
+      if [ $build = 1 ] && [ -z "${web_built:-}" ]; then
+        TCI64_SKIP_SETUP=1 bash scripts/build-web.sh > /dev/null || { echo "bench.sh: build-web.sh failed" >&2; exit 1; }
+        web_built=1
+      fi
+      [ -f www/pkg/wasm32/tci64_web_bg.wasm ] || { echo "bench.sh: $w needs www/pkg (scripts/build-web.sh)" >&2; exit 1; } ;;
     debian-test) [ -n "$deb_k" ] || { echo "bench.sh: debian-test needs the Debian kernel (scripts/fetch-debian-kernel.sh or TCI64_DEBIAN_DIR)" >&2; exit 1; } ;;
     *) echo "bench.sh: unknown workload $w (tiny-test tiny-bench debian-test)" >&2; exit 1 ;;
   esac
 done
 
+WEB_ICOUNT_SHIFT=3 # as www/bench.js
 work=$(mktemp -d /tmp/tci64-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 [ -n "$logdir" ] && mkdir -p "$logdir"
@@ -116,8 +133,9 @@ cmd_for() {
   CMD=()
   if [ "$emu" = qemu ]; then CMD+=("$qemu"); else CMD+=("$bin" --stats); fi
   case $w in
-    tiny-test|tiny-bench)
-      [ $w = tiny-bench ] && mode=bench
+    tiny-test|tiny-bench|web-test|web-bench)
+      case $w in *-bench) mode=bench ;; esac
+      case $w in web-*) CMD+=(-icount "shift=$WEB_ICOUNT_SHIFT") ;; esac
       CMD+=(-M microvm,acpi=off,pic=on,pit=on,rtc=on -cpu qemu64,-apic)
       append="$append guest.$mode=1" ;;
     debian-test)
@@ -206,6 +224,33 @@ run() {
   printf '  %-12s %-6s run %d: %7.2f s wall, %7.2f s cpu  %s\n' "$w" "$emu" "$n" "$wall" "$cpu" "$ok" >&2
 }
 
+# run_web WORKLOAD N: the native CLI under icount, then the page's benchmark mode in Chromium
+# (wasm64, then wasm32). Appends "native_wall native_mips wasm64_wall wasm64_mips wasm32_wall
+# wasm32_mips ok ops_per_insn" to $work/web-WORKLOAD. Native wall is the CLI's own --stats wall time
+# (the run loop, as the page's figure is from vm.start() to the exit).
+run_web() {
+  local w=$1 n=$2 ok=ok nat
+  run tci64 "$w" "$n"
+  nat=$(tail -1 "$work/tci64-$w")
+  local nwall nmips ops
+  nwall=$(awk '/wall time/ { print $3; exit }' "$work/err")
+  nmips=$(echo "$nat" | awk '{ print $5 }') ops=$(echo "$nat" | awk '{ print $6 }')
+  case $nat in *" ok "*) ;; *) ok=FAIL ;; esac
+  local wl=test; [ $w = web-bench ] && wl=bench
+  if ! (cd www && node tools/bench-browser.mjs "$wl") > "$work/web.json" 2> "$work/web.err"; then
+    ok=FAIL; cat "$work/web.err" >&2
+  fi
+  [ -n "$logdir" ] && cp "$work/web.json" "$logdir/$w.browser.$n.json"
+  local b64 b32
+  local pick='const [f, b] = process.argv.slice(1); const r = require("fs").readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map(JSON.parse).find((x) => x.build === b && x.ok); console.log(r ? `${(r.wallMs / 1000).toFixed(3)} ${r.mips.toFixed(1)}` : "")'
+  b64=$(node -e "$pick" "$work/web.json" wasm64 2> /dev/null)
+  b32=$(node -e "$pick" "$work/web.json" wasm32 2> /dev/null)
+  [ -n "$b64" ] || { b64="- -"; ok=FAIL; }
+  [ -n "$b32" ] || { b32="- -"; ok=FAIL; }
+  echo "${nwall:--} $nmips $b64 $b32 $ok $ops" >> "$work/web-$w"
+  printf '  %-12s %-6s run %d: native %s s, wasm64 %s s, wasm32 %s s  %s\n' "$w" browser "$n" "${nwall:--}" "${b64% *}" "${b32% *}" "$ok" >&2
+}
+
 median() {  # median of column COL of FILE (numeric rows only), printed with FMT (default %.3f)
   awk -v c="$2" -v f="${3:-%.3f}" '$c ~ /^[0-9.]+$/ { v[n++] = $c } END {
     if (!n) { print "-"; exit }
@@ -221,7 +266,12 @@ echo "bench.sh: $(date -u '+%Y-%m-%d %H:%M UTC'); $cpu_model, $(nproc) cores, lo
 echo "bench.sh: tci64 $bin ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')); $("$qemu" --version | head -1)" >&2
 for w in $workloads; do
   case $w in tiny-test) n=$pairs_short ;; *) n=$pairs_long ;; esac
-  for ((k = 1; k <= n; k++)); do run qemu "$w" "$k"; run tci64 "$w" "$k"; done
+  for ((k = 1; k <= n; k++)); do
+    case $w in
+      web-*) run_web "$w" "$k" ;;
+      *) run qemu "$w" "$k"; run tci64 "$w" "$k" ;;
+    esac
+  done
 done
 
 # --- the table ---------------------------------------------------------------------------------
@@ -232,6 +282,7 @@ echo
 echo "| workload | runs | QEMU JIT wall | tci64 wall | ratio | QEMU JIT cpu | tci64 cpu | cpu ratio | tci64 MIPS | ops/insn | guest insns |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for w in $workloads; do
+  case $w in web-*) continue ;; esac
   q=$work/qemu-$w t=$work/tci64-$w
   runs=$(wc -l < "$t")
   f=$(( $(fails "$q") + $(fails "$t") ))
@@ -266,7 +317,24 @@ case " $workloads " in
       k=$((k + 1))
     done ;;
 esac
+web_rows=""
+for w in $workloads; do case $w in web-*) web_rows="$web_rows $w" ;; esac; done
+if [ -n "$web_rows" ]; then
+  echo
+  echo "Browser builds vs native, the same guest under icount shift=$WEB_ICOUNT_SHIFT (identical guest instructions), $(node -e 'const l = require("fs").readFileSync(process.argv[1], "utf8").split("\n")[0]; console.log(l ? JSON.parse(l).userAgent : "?")' "$work/web.json" 2> /dev/null):"
+  echo "| workload | runs | native | wasm64 | wasm64 / native | wasm32 | wasm32 / native | MIPS native, wasm64, wasm32 | ops/insn |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for w in $web_rows; do
+    f=$work/web-$w
+    runs=$(wc -l < "$f"); bad=$(awk '$7 != "ok" { n++ } END { print n + 0 }' "$f")
+    [ "$bad" = 0 ] && note=$runs || note="$runs ($bad FAILED)"
+    nw=$(median "$f" 1) aw=$(median "$f" 3) bw=$(median "$f" 5)
+    printf '| %s | %s | %s s | %s s | **%s** | %s s | **%s** | %s, %s, %s | %s |\n' "$w" "$note" "$nw" "$aw" "$(ratio "$aw" "$nw")" \
+      "$bw" "$(ratio "$bw" "$nw")" "$(median "$f" 2 %.1f)" "$(median "$f" 4 %.1f)" "$(median "$f" 6 %.1f)" "$(median "$f" 8 %.2f)"
+  done
+fi
 [ -n "$deb_v" ] && case " $workloads " in *" debian-test "*) echo; echo "debian-test kernel: $deb_v ($deb_k)" ;; esac
 all_fail=0
-for f in "$work"/qemu-* "$work"/tci64-*; do all_fail=$((all_fail + $(fails "$f"))); done
+for f in "$work"/qemu-* "$work"/tci64-*; do [ -f "$f" ] && all_fail=$((all_fail + $(fails "$f"))); done
+for f in "$work"/web-*; do [ -f "$f" ] && all_fail=$((all_fail + $(awk '$7 != "ok" { n++ } END { print n + 0 }' "$f"))); done
 [ $all_fail = 0 ] || { echo; echo "bench.sh: $all_fail run(s) failed the guest protocol${logdir:+ (logs in $logdir)}" >&2; exit 1; }

@@ -25,6 +25,11 @@ pub fn report(s: &Stats, wall: Duration) -> String {
     } else {
         "-".to_string()
     };
+    let insns_per_tb = if s.tbs_executed > 0 {
+        format!("{:.1}", s.guest_instructions as f64 / s.tbs_executed as f64)
+    } else {
+        "-".to_string()
+    };
     let lookups = s.chain_hits + s.jump_cache_hits + s.tb_lookups;
     format!(
         "\
@@ -33,14 +38,16 @@ tci64 stats:
   virtual time         {virt:.3} s
   guest instructions   {insns} ({mips:.1} MIPS)
   TBs translated       {tbs} ({inval} invalidated)
+  TBs executed         {tbs_exec} ({insns_per_tb} guest insns per TB)
   ops per guest insn   {ops_per_insn} ({ops} ops executed)
-  TLB slow path        {tlb_slow} data accesses, {tlb_misses} page walks (data and code)
+  TLB slow path        {tlb_slow} data accesses, {tlb_misses} page walks (data and code); fast-path hits are not counted
   TB lookups           {lookups}: chained {chain}, jump cache {jc}, hash table {hash}
 ",
         virt = s.virtual_ns as f64 / 1e9,
         insns = s.guest_instructions,
         tbs = s.tbs_translated,
         inval = s.tbs_invalidated,
+        tbs_exec = s.tbs_executed,
         ops = s.ops_executed,
         tlb_slow = s.tlb_slow,
         tlb_misses = s.tlb_misses,
@@ -60,6 +67,7 @@ mod tests {
             guest_instructions: 50_000_000,
             ops_executed: 150_000_000,
             tbs_translated: 1234,
+            tbs_executed: 10_000_000,
             tlb_slow: 1000,
             tlb_misses: 10,
             chain_hits: 80,
@@ -71,6 +79,7 @@ mod tests {
         let r = report(&s, Duration::from_secs(2));
         assert!(r.contains("50000000 (25.0 MIPS)"), "{r}");
         assert!(r.contains("3.00 (150000000 ops executed)"), "{r}");
+        assert!(r.contains("10000000 (5.0 guest insns per TB)"), "{r}");
         assert!(r.contains("1000 data accesses, 10 page walks"), "{r}");
         assert!(
             r.contains("chained 80.0%, jump cache 15.0%, hash table 5.0%"),
@@ -82,6 +91,10 @@ mod tests {
     fn report_with_nothing_divides_by_nothing() {
         let r = report(&Stats::default(), Duration::ZERO);
         assert!(r.contains("0 (0.0 MIPS)"), "{r}");
+        assert!(
+            r.contains("TBs executed         0 (- guest insns per TB)"),
+            "{r}"
+        );
         assert!(
             r.contains("TLB slow path        0 data accesses, 0 page walks"),
             "{r}"

@@ -2,6 +2,7 @@
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { Tci64, detectBuild } from './src/index.js';
+import { runBenchmark, WORKLOADS, ICOUNT_SHIFT } from './bench.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -16,6 +17,8 @@ addEventListener('resize', () => fit.fit());
 
 // What the next boot uses. Bytes are Uint8Arrays; names are for display.
 const inputs = { kernel: null, initrd: null, disk: null, names: {} };
+// The bundled guest as fetched (the benchmark always runs it, whatever the boot form holds).
+let bundled = null;
 let vm = null;
 let paused = false;
 let last = null; // last stats
@@ -23,7 +26,9 @@ let exited = null;
 let build = '?';
 let serialText = ''; // for tests and the boot timer
 const timing = { created: 0, bootOk: 0 };
-window.tci64Page = { timing, get serial() { return serialText; }, get vm() { return vm; } };
+// Benchmark mode: { workload, state: 'running' | 'done' | 'error', results, identical, error }.
+let bench = null;
+window.tci64Page = { timing, get serial() { return serialText; }, get vm() { return vm; }, get bench() { return bench; } };
 
 $('cmdline').value = params.get('cmdline') ?? DEFAULT_CMDLINE;
 $('memory').value = params.get('mem') ?? '128';
@@ -64,6 +69,7 @@ async function boot() {
   timing.bootOk = 0;
   term.reset();
   for (const b of ['pause', 'reset', 'download']) $(b).disabled = true;
+  $('bench-button').disabled = !bundled;
   const want = $('build').value;
   build = want === 'auto' ? detectBuild() : want;
   showStatus(`build: ${build} · loading…`);
@@ -135,6 +141,122 @@ $('download').onclick = async () => {
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 };
 
+// --- Benchmark mode (the button, ?bench=1, or ?bench=test for the short variant) ---------------
+const benchRows = (w) => [
+  ['total', 'total time'], ['mips', 'MIPS'], ['ops', 'ops per guest insn'], ['insns', 'guest instructions'],
+  ...WORKLOADS[w].phases.map(([name], i) => [`phase${i}`, name]),
+  ['hash', 'guest output (FNV-1a)'],
+];
+function benchCell(r, key) {
+  if (!r) return '';
+  if (r.skipped) return key === 'total' ? 'not run' : '';
+  if (r.running) {
+    if (key === 'total') return 'running…';
+    const i = key.startsWith('phase') ? Number(key.slice(5)) : -1;
+    if (i >= 0 && r.phaseNow === WORKLOADS[bench.workload].phases[i][0]) return 'running…';
+    return '';
+  }
+  switch (key) {
+    case 'total': return `${fmt(r.wallMs / 1000, 2)} s`;
+    case 'mips': return fmt(r.mips);
+    case 'ops': return r.opsPerInsn === null ? '-' : fmt(r.opsPerInsn, 2);
+    case 'insns': return Math.round(r.instructions).toLocaleString('en-US');
+    case 'hash': return r.serialHash;
+    default: {
+      const p = r.phases[Number(key.slice(5))];
+      if (!p || p.ms === null) return '-';
+      return `${fmt(p.ms / 1000, 2)} s` + (p.mips !== null ? ` (${fmt(p.mips)} MIPS)` : '');
+    }
+  }
+}
+function benchRatio(a, b, key) {
+  if (!a || !b || a.skipped || b.skipped || a.running || b.running) return '';
+  const v = (r) => {
+    if (key === 'total') return r.wallMs;
+    if (key.startsWith('phase')) return r.phases[Number(key.slice(5))]?.ms ?? null;
+    return null;
+  };
+  const x = v(a), y = v(b);
+  return x && y ? `${fmt(y / x, 2)}x` : '';
+}
+function showBench() {
+  const sec = $('bench');
+  sec.hidden = false;
+  const w = bench.workload;
+  $('bench-title').textContent = `Benchmark: ${WORKLOADS[w].title}, icount shift ${ICOUNT_SHIFT}` +
+    (bench.state === 'running' ? ' (running)' : bench.state === 'error' ? ' (failed)' : '');
+  const byBuild = Object.fromEntries(bench.results.map((r) => [r.build, r]));
+  const a = byBuild.wasm64, b = byBuild.wasm32;
+  let html = '<thead><tr><th></th><th>wasm64</th><th>wasm32 (lowered)</th><th>wasm32 ÷ wasm64</th></tr></thead><tbody>';
+  for (const [key, label] of benchRows(w)) {
+    html += `<tr data-row="${key}"><td>${label}</td>` +
+      `<td data-build="wasm64">${benchCell(a, key)}</td><td data-build="wasm32">${benchCell(b, key)}</td>` +
+      `<td>${benchRatio(a, b, key)}</td></tr>`;
+  }
+  $('bench-table').innerHTML = html + '</tbody>';
+  const notes = [];
+  if (bench.state === 'done') {
+    const bad = bench.results.filter((r) => !r.skipped && !r.ok);
+    if (bad.length) notes.push(`<span class="bad">${bad.map((r) => `${r.build}: ${r.failure}`).join('; ')}</span>`);
+    if (bench.identical === true) notes.push('The guest output is identical on both builds.');
+    else if (bench.identical === false) notes.push('<span class="bad">The guest output differs between the builds.</span>');
+  }
+  if (bench.error) notes.push(`<span class="bad">${bench.error}</span>`);
+  notes.push('Phase times are host wall time between the guest\'s marker lines; a phase\'s MIPS counts the instructions its `time` reports (virtual time under icount).',
+    'Each build runs in a Web Worker; the figures depend on this machine and its load.', navigator.userAgent);
+  $('bench-note').innerHTML = notes.join('<br>');
+}
+async function startBench(workload) {
+  if (bench?.state === 'running') return;
+  if (!bundled) return;
+  if (vm) { await vm.stop(); vm = null; }
+  for (const b of ['pause', 'reset', 'download', 'bench-button']) $(b).disabled = true;
+  bench = { workload, state: 'running', results: [], identical: null, error: null };
+  const decoder = new TextDecoder();
+  let current = null;
+  showBench();
+  try {
+    const out = await runBenchmark(bundled, workload, {
+      onRun(b) {
+        current = { build: b, running: true, phaseNow: null };
+        bench.results.push(current);
+        build = b;
+        term.reset();
+        term.write(`\x1b[36m[tci64 benchmark: ${WORKLOADS[workload].title} on ${b}]\x1b[0m\r\n`);
+        serialText = '';
+        showStatus(`benchmark: ${b} running…`);
+        showBench();
+      },
+      onSerial(bytes) {
+        term.write(bytes);
+        serialText += decoder.decode(bytes, { stream: true });
+        if (serialText.length > 1 << 20) serialText = serialText.slice(-(1 << 19));
+      },
+      onPhase(name) {
+        if (current) current.phaseNow = name;
+        showStatus(`benchmark: ${current?.build} running, phase: ${name}`);
+        showBench();
+      },
+      onResult(r) {
+        const i = bench.results.indexOf(current);
+        if (i >= 0) bench.results[i] = r; else bench.results.push(r);
+        current = null;
+        showBench();
+      },
+    });
+    Object.assign(bench, { results: out.results, identical: out.identical, state: 'done' });
+    showStatus('benchmark done');
+  } catch (e) {
+    Object.assign(bench, { state: 'error', error: e.message });
+    showStatus(`benchmark failed: ${e.message}`);
+  }
+  showBench();
+  $('bench-button').disabled = false;
+  $('reset').disabled = false;
+}
+$('bench-button').onclick = () => startBench('bench');
+$('bench-button').disabled = true; // until the bundled guest is loaded
+
 async function takeFile(kind, file) {
   let bytes = new Uint8Array(await file.arrayBuffer());
   if (kind === 'disk' && file.name.endsWith('.gz') && typeof DecompressionStream === 'function') {
@@ -177,8 +299,11 @@ try {
     fetchBytes('dist/guest/disk.ext2.gz', true).catch(() => null),
   ]);
   Object.assign(inputs, { kernel, initrd, disk });
+  bundled = { kernel, initrd, disk };
   inputs.names = { kernel: 'tiny.bzImage', initrd: 'initramfs.cpio.gz', disk: disk ? 'disk.ext2' : undefined };
-  await boot();
+  const b = params.get('bench');
+  if (b && b !== '0') await startBench(b === 'test' ? 'test' : 'bench');
+  else await boot();
 } catch (e) {
   showStatus(`could not load the bundled guest (${e.message}); pick a kernel below`);
   $('custom').open = true;

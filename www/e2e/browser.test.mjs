@@ -2,7 +2,11 @@
 // both builds: the page loads, boots the bundled guest in its worker, the terminal shows
 // GUEST-BOOT-OK, typing `echo hi` + Enter shows `hi`, the status line names the build, pause
 // and resume work; then (wasm64) the boot form runs the guest's disk test and "Download disk"
-// returns the image the guest wrote.
+// returns the image the guest wrote. Benchmark mode: ?bench=test (the short deterministic
+// variant: the disk test under icount) runs on wasm64 and then on wasm32, the figures appear in the
+// table and both runs print the same guest output; the Benchmark button starts the real benchmark
+// (guest.bench=1). TCI64_E2E_BENCH=full runs the real benchmark to the end instead of the short
+// variant (about 2 x 2-4 minutes on a 2-core machine).
 // Screenshots go to $TCI64_SCREENSHOT_DIR (default /tmp) as tci64-<build>.png.
 //   node --test e2e/            (after scripts/build-web.sh)
 import { test, before, after } from 'node:test';
@@ -119,6 +123,61 @@ test('the boot form runs the guest disk test; Download disk returns the written 
     });
     await page.waitForFunction(() => window.tci64Page.timing.bootOk > 0, null, { timeout: 150_000 });
     assert.match(await page.textContent('#chosen'), /kernel = my-bzImage, initrd = my-initrd\.cpio\.gz/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
+const fullBench = process.env.TCI64_E2E_BENCH === 'full';
+test(`benchmark mode (${fullBench ? '?bench=1, the full guest benchmark' : '?bench=test, the short deterministic variant'}): wasm64 then wasm32, the figures appear, both give the same guest output`, { timeout: fullBench ? 1_800_000 : 600_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  try {
+    await page.goto(`${base}?bench=${fullBench ? '1' : 'test'}`);
+    await page.waitForFunction(() => ['done', 'error'].includes(window.tci64Page?.bench?.state), null, { timeout: fullBench ? 1_700_000 : 540_000 });
+    const b = await page.evaluate(() => {
+      const { workload, state, identical, error, results } = window.tci64Page.bench;
+      return { workload, state, identical, error, results: results.map((r) => ({ ...r, serial: undefined, done: r.serial?.includes('GUEST-TEST-DONE') || r.serial?.includes('GUEST-BENCH-DONE') })) };
+    });
+    assert.equal(b.state, 'done', b.error ?? '');
+    assert.equal(b.workload, fullBench ? 'bench' : 'test');
+    assert.deepEqual(b.results.map((r) => r.build), ['wasm64', 'wasm32']);
+    for (const r of b.results) {
+      assert.ok(r.ok, `${r.build}: ${r.failure}`);
+      assert.ok(r.done, `${r.build}: no done marker`);
+      assert.equal(r.exit, 'reset');
+      assert.ok(r.mips > 0 && r.opsPerInsn > 0 && r.wallMs > 0, JSON.stringify(r));
+      for (const p of r.phases) assert.ok(p.ms > 0, `${r.build}: phase ${p.name} has no time`);
+      if (fullBench) for (const p of r.phases.filter((q) => q.timed)) assert.ok(p.mips > 0, `${r.build}: phase ${p.name} has no MIPS`);
+    }
+    // Deterministic time: the same guest instructions, the same ops, the same output.
+    assert.equal(b.identical, true, 'the guest output differs between wasm64 and wasm32');
+    assert.equal(b.results[0].serialHash, b.results[1].serialHash);
+    assert.equal(b.results[0].instructions, b.results[1].instructions);
+    assert.equal(b.results[0].opsExecuted, b.results[1].opsExecuted);
+    // The table shows the figures for both builds.
+    for (const row of ['total', 'mips', 'ops', 'insns', ...b.results[0].phases.map((_, i) => `phase${i}`)]) {
+      for (const build of ['wasm64', 'wasm32']) {
+        const cell = await page.textContent(`#bench-table tr[data-row="${row}"] td[data-build="${build}"]`);
+        assert.match(cell, /\d/, `row ${row}, ${build}: "${cell}"`);
+      }
+    }
+    assert.match(await page.textContent('#bench-note'), /identical on both builds/);
+    await page.screenshot({ path: join(shots, 'tci64-bench.png'), fullPage: true });
+    for (const r of b.results) {
+      console.log(`# bench ${b.workload} ${r.build}: ${(r.wallMs / 1000).toFixed(2)} s, ${r.mips.toFixed(1)} MIPS, ${r.opsPerInsn.toFixed(2)} ops/insn, ${r.instructions} insns; ` +
+        r.phases.map((p) => `${p.name} ${(p.ms / 1000).toFixed(2)} s${p.mips ? ` (${p.mips.toFixed(1)} MIPS)` : ''}`).join(', '));
+    }
+
+    // The Benchmark button starts the real benchmark (guest.bench=1) on wasm64 first.
+    await page.click('#bench-button');
+    await page.waitForFunction(() => window.tci64Page.bench?.workload === 'bench' && window.tci64Page.bench.state === 'running' &&
+      /GUEST-BOOT-OK/.test(window.tci64Page.serial), null, { timeout: 150_000 });
+    assert.match(await page.textContent('#bench-title'), /guest\.bench=1/);
+    assert.match(await page.textContent('#status'), /benchmark: wasm64 running/);
     assert.deepEqual(errors, []);
   } finally {
     await page.close();

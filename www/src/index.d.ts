@@ -25,10 +25,15 @@ export interface Tci64Stats {
   opsExecuted: number;
   tbsTranslated: number;
   tbsInvalidated: number;
+  /** Translation blocks entered (chained or not). */
+  tbsExecuted: number;
   chainHits: number;
   jumpCacheHits: number;
   tbLookups: number;
+  /** Software-TLB refills through the guest's page walker (data and code fetches). */
   tlbMisses: number;
+  /** Data accesses that left the inline TLB fast path (misses, MMIO, page crossings, stores to
+   * code pages). Fast-path hits are not counted. */
   tlbSlow: number;
 }
 

@@ -51,6 +51,8 @@ pub struct Stats {
     pub ops_executed: u64,
     /// Translation blocks translated.
     pub tbs_translated: u64,
+    /// Translation blocks executed (entered), chained or not.
+    pub tbs_executed: u64,
     /// Translation blocks invalidated (self-modifying code, reused code pages).
     pub tbs_invalidated: u64,
     /// TB lookups that followed a direct chain link.
@@ -293,6 +295,7 @@ impl Machine {
             guest_instructions: self.cpu.icount(),
             ops_executed: s.ops_executed,
             tbs_translated: s.tbs_translated,
+            tbs_executed: s.tbs_executed,
             tbs_invalidated: s.tbs_invalidated,
             chain_hits: s.chain_hits,
             jump_cache_hits: s.jump_cache_hits,

@@ -297,6 +297,7 @@ mod wasm {
             set("opsExecuted", s.ops_executed);
             set("tbsTranslated", s.tbs_translated);
             set("tbsInvalidated", s.tbs_invalidated);
+            set("tbsExecuted", s.tbs_executed);
             set("chainHits", s.chain_hits);
             set("jumpCacheHits", s.jump_cache_hits);
             set("tbLookups", s.tb_lookups);
