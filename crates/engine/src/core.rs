@@ -1,7 +1,7 @@
 //! The CPU core the engine runs: register file, memory, guest state, counters, and the
 //! slow paths of guest memory access that helpers and the interpreter share.
 
-use crate::guest::{Guest, MmioBus, Trap};
+use crate::guest::{Guest, HelperFn, MmioBus, Trap};
 use crate::mem::{Access, Memory, PAGE_MASK, PAGE_SIZE, TAG_CODE, TAG_MMIO};
 use crate::stats::Stats;
 use crate::Builder;
@@ -45,6 +45,8 @@ pub struct Core<G: Guest> {
     /// A store through the slow path wrote a page holding translated code: the running block
     /// may be stale, so it stops after the current guest instruction.
     pub(crate) smc_hit: bool,
+    /// The guest's helper table, looked up once (not on every `Op::Call`).
+    pub(crate) helpers: &'static [HelperFn<G>],
 }
 
 impl<G: Guest> Core<G> {
@@ -61,6 +63,7 @@ impl<G: Guest> Core<G> {
             jump_cache: Box::new([JC_EMPTY; JUMP_CACHE]),
             icount: 0,
             smc_hit: false,
+            helpers: G::helpers(),
         }
     }
 

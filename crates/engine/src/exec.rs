@@ -26,6 +26,15 @@ fn rewind_to<G: Guest>(core: &mut Core<G>, tb: &Tb, k: usize) {
     core.regs.0[G::PC_SLOT as usize] = pc;
 }
 
+/// An op printed with the guest's register names.
+fn named<G: Guest>(op: &crate::Op) -> crate::ir::Named<'_> {
+    crate::ir::Named {
+        op,
+        names: &G::slot_name,
+        first_temp: G::FIRST_TEMP,
+    }
+}
+
 #[inline(always)]
 fn jc_index(pc: u64) -> usize {
     ((pc ^ (pc >> 12)) as usize) & (JUMP_CACHE - 1)
@@ -79,7 +88,7 @@ impl<G: Guest> Engine<G> {
         if self.core.trace.op {
             log::info!(target: "tci64::trace", "OP before optimization, pc={pc:#x}");
             for op in &b.ops {
-                log::info!(target: "tci64::trace", "  {op}");
+                log::info!(target: "tci64::trace", "  {}", named::<G>(op));
             }
         }
         self.core.stats.ops_before_opt += b
@@ -97,7 +106,7 @@ impl<G: Guest> Engine<G> {
         if self.core.trace.op_opt {
             log::info!(target: "tci64::trace", "OP after optimization, pc={pc:#x}");
             for (i, op) in enc.code.iter().enumerate() {
-                log::info!(target: "tci64::trace", "  {i:4} {op}");
+                log::info!(target: "tci64::trace", "  {i:4} {}", named::<G>(op));
             }
         }
         self.core.stats.tbs_translated += 1;

@@ -58,6 +58,12 @@ pub trait Guest: Sized + 'static {
         &[]
     }
 
+    /// The name of a global slot for `-d op` listings (`RAX`, `CC_DST`, ...); `None` prints
+    /// it by number.
+    fn slot_name(_slot: Slot) -> Option<&'static str> {
+        None
+    }
+
     /// Mode bits that key translation blocks (privilege, operand size, ...).
     fn tb_flags(core: &Core<Self>) -> u32;
     /// The MMU index instruction fetches use under `flags`.

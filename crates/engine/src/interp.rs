@@ -1,8 +1,9 @@
-//! The bytecode interpreter: one `match` dispatch per op over pre-resolved operands.
+//! The bytecode interpreter: one `match` dispatch per op over pre-resolved operands, its arms
+//! generated from the op table (`ir.rs`, `op_table!`).
 
 use crate::core::Core;
 use crate::guest::{Guest, Trap};
-use crate::ir::{deposit, extract, Op};
+use crate::ir::Op;
 
 /// How a block was left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +22,6 @@ pub enum TbExit {
     Smc { at: u32 },
     /// [`exec_range`] reached its stop index (the end of the guest instruction).
     Boundary,
-}
-
-macro_rules! r {
-    ($core:ident, $s:expr) => {
-        $core.regs.0[$s as usize]
-    };
 }
 
 /// Execute one block. `code` should come from [`crate::opt::encode`] (it ends in an exit and
@@ -53,212 +48,184 @@ pub fn exec_range<G: Guest>(
     exec_impl::<G, true>(core, bus, code, start, stop)
 }
 
-#[inline(always)]
-fn exec_impl<G: Guest, const BOUNDED: bool>(
-    core: &mut Core<G>,
-    bus: &mut G::Bus,
-    code: &[Op],
-    start: usize,
-    stop: usize,
-) -> TbExit {
-    // `exec_block` is a safe public function, so the invariants the unchecked fetch below
-    // relies on are enforced here rather than assumed from `encode`: the block must end in
-    // an unconditional exit or branch (checked once), and branch targets are checked when
-    // taken (one compare per taken branch).
-    if !matches!(
-        code.last(),
-        Some(Op::Goto { .. } | Op::GotoPtr | Op::Exit { .. } | Op::Br { .. })
-    ) {
-        return TbExit::Guest(crate::opt::EXIT_FELL_OFF);
-    }
-    let mut pc = start;
-    let mut n_ops = 0u64;
-    // Guest memory access: the inline TLB fast path, else `Core::read`/`write` (page walk,
-    // page crossing, MMIO); a trap leaves the block at this op, a write to a code page stops
-    // it after this guest instruction (self-modifying code).
-    macro_rules! load {
-        ($n:literal, $d:ident, $a:ident, $disp:ident, $mmu:ident) => {{
-            let va = r!(core, $a).wrapping_add($disp as i64 as u64);
-            match core.mem.load_fast::<$n>($mmu, va) {
-                Some(v) => r!(core, $d) = v,
-                None => match core.read(bus, va, $n, $mmu) {
-                    Ok(v) => r!(core, $d) = v,
-                    Err(trap) => {
-                        break TbExit::Trap {
-                            trap,
-                            at: pc as u32 - 1,
-                        }
-                    }
-                },
-            }
-        }};
-    }
-    macro_rules! store {
-        ($n:literal, $v:ident, $a:ident, $disp:ident, $mmu:ident) => {{
-            let va = r!(core, $a).wrapping_add($disp as i64 as u64);
-            let x = r!(core, $v);
-            if !core.mem.store_fast::<$n>($mmu, va, x) {
-                if let Err(trap) = core.write(bus, va, $n, $mmu, x) {
+/// The interpreter's arm for one op-table row. The first identifiers are the interpreter's
+/// locals (passed in because macro hygiene keeps them apart from the rows' field names).
+macro_rules! exec_arm {
+    // A pure value op: read the uses, write the def.
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [$d:ident] [$($u:ident),*] [$($k:ident),*] { $e:expr }) => {{
+        $(let $u = $c.regs.0[$u as usize];)*
+        $c.regs.0[$d as usize] = $e;
+    }};
+    // Guest memory: the inline TLB fast path, else `Core::read`/`write` (page walk, page
+    // crossing, MMIO); a trap leaves the block at this op, a write to a code page stops it
+    // after this guest instruction (self-modifying code).
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [$d:ident] [$a:ident] [$disp:ident, $mmu:ident] [load $size:literal]) => {{
+        let va = $c.regs.0[$a as usize].wrapping_add($disp as i64 as u64);
+        match $c.mem.load_fast::<$size>($mmu, va) {
+            Some(v) => $c.regs.0[$d as usize] = v,
+            None => match $c.read($bus, va, $size, $mmu) {
+                Ok(v) => $c.regs.0[$d as usize] = v,
+                Err(trap) => {
                     break TbExit::Trap {
                         trap,
-                        at: pc as u32 - 1,
-                    };
-                }
-                if core.smc_hit {
-                    break TbExit::Smc { at: pc as u32 - 1 };
-                }
-            }
-        }};
-    }
-    let exit = loop {
-        if BOUNDED && pc >= stop {
-            break TbExit::Boundary;
-        }
-        debug_assert!(pc < code.len());
-        // SAFETY: `pc` starts below len (0 for a whole block, checked by `exec_range`); it only grows by one past
-        // ops that are not unconditional exits or branches, and the last op is one, so it
-        // stays below len; taken branches are bounds-checked before `pc` is set.
-        let op = unsafe { *code.get_unchecked(pc) };
-        pc += 1;
-        n_ops += 1;
-        match op {
-            Op::Nop | Op::Label { .. } | Op::InsnStart { .. } => {}
-            Op::Mov { d, a } => r!(core, d) = r!(core, a),
-            Op::Const { d, imm } => r!(core, d) = imm,
-            Op::Add { d, a, b } => r!(core, d) = r!(core, a).wrapping_add(r!(core, b)),
-            Op::Sub { d, a, b } => r!(core, d) = r!(core, a).wrapping_sub(r!(core, b)),
-            Op::Mul { d, a, b } => r!(core, d) = r!(core, a).wrapping_mul(r!(core, b)),
-            Op::MulHu { d, a, b } => {
-                r!(core, d) = ((r!(core, a) as u128 * r!(core, b) as u128) >> 64) as u64
-            }
-            Op::MulHs { d, a, b } => {
-                r!(core, d) =
-                    ((r!(core, a) as i64 as i128 * r!(core, b) as i64 as i128) >> 64) as u64
-            }
-            Op::And { d, a, b } => r!(core, d) = r!(core, a) & r!(core, b),
-            Op::Or { d, a, b } => r!(core, d) = r!(core, a) | r!(core, b),
-            Op::Xor { d, a, b } => r!(core, d) = r!(core, a) ^ r!(core, b),
-            Op::Shl { d, a, b } => r!(core, d) = r!(core, a) << (r!(core, b) & 63),
-            Op::Shr { d, a, b } => r!(core, d) = r!(core, a) >> (r!(core, b) & 63),
-            Op::Sar { d, a, b } => {
-                r!(core, d) = ((r!(core, a) as i64) >> (r!(core, b) & 63)) as u64
-            }
-            Op::Rotl { d, a, b } => {
-                r!(core, d) = r!(core, a).rotate_left((r!(core, b) & 63) as u32)
-            }
-            Op::Rotr { d, a, b } => {
-                r!(core, d) = r!(core, a).rotate_right((r!(core, b) & 63) as u32)
-            }
-            Op::AddI { d, a, imm } => r!(core, d) = r!(core, a).wrapping_add(imm as i64 as u64),
-            Op::AndI { d, a, imm } => r!(core, d) = r!(core, a) & imm as i64 as u64,
-            Op::OrI { d, a, imm } => r!(core, d) = r!(core, a) | imm as i64 as u64,
-            Op::XorI { d, a, imm } => r!(core, d) = r!(core, a) ^ imm as i64 as u64,
-            Op::ShlI { d, a, imm } => r!(core, d) = r!(core, a) << (imm & 63),
-            Op::ShrI { d, a, imm } => r!(core, d) = r!(core, a) >> (imm & 63),
-            Op::SarI { d, a, imm } => r!(core, d) = ((r!(core, a) as i64) >> (imm & 63)) as u64,
-            Op::RotlI { d, a, imm } => r!(core, d) = r!(core, a).rotate_left((imm & 63) as u32),
-            Op::Rotl32I { d, a, imm } => {
-                r!(core, d) = (r!(core, a) as u32).rotate_left((imm & 31) as u32) as u64
-            }
-            Op::Add32 { d, a, b } => {
-                r!(core, d) = r!(core, a).wrapping_add(r!(core, b)) as u32 as u64
-            }
-            Op::Sub32 { d, a, b } => {
-                r!(core, d) = r!(core, a).wrapping_sub(r!(core, b)) as u32 as u64
-            }
-            Op::AddI32 { d, a, imm } => {
-                r!(core, d) = r!(core, a).wrapping_add(imm as i64 as u64) as u32 as u64
-            }
-            Op::Neg { d, a } => r!(core, d) = r!(core, a).wrapping_neg(),
-            Op::Not { d, a } => r!(core, d) = !r!(core, a),
-            Op::Zx8 { d, a } => r!(core, d) = r!(core, a) as u8 as u64,
-            Op::Zx16 { d, a } => r!(core, d) = r!(core, a) as u16 as u64,
-            Op::Zx32 { d, a } => r!(core, d) = r!(core, a) as u32 as u64,
-            Op::Sx8 { d, a } => r!(core, d) = r!(core, a) as i8 as i64 as u64,
-            Op::Sx16 { d, a } => r!(core, d) = r!(core, a) as i16 as i64 as u64,
-            Op::Sx32 { d, a } => r!(core, d) = r!(core, a) as i32 as i64 as u64,
-            Op::Clz { d, a } => r!(core, d) = r!(core, a).leading_zeros() as u64,
-            Op::Ctz { d, a } => r!(core, d) = r!(core, a).trailing_zeros() as u64,
-            Op::Popcnt { d, a } => r!(core, d) = r!(core, a).count_ones() as u64,
-            Op::Bswap64 { d, a } => r!(core, d) = r!(core, a).swap_bytes(),
-            Op::Bswap32 { d, a } => r!(core, d) = (r!(core, a) as u32).swap_bytes() as u64,
-            Op::Deposit { d, a, b, pos, len } => {
-                r!(core, d) = deposit(r!(core, a), r!(core, b), pos, len)
-            }
-            Op::Extract { d, a, pos, len } => r!(core, d) = extract(r!(core, a), pos, len),
-            Op::SetCond { d, a, b, cond } => {
-                r!(core, d) = cond.eval(r!(core, a), r!(core, b)) as u64
-            }
-            Op::SetCondI { d, a, imm, cond } => {
-                r!(core, d) = cond.eval(r!(core, a), imm as i64 as u64) as u64
-            }
-            Op::Select { d, c, a, b } => {
-                r!(core, d) = if r!(core, c) != 0 {
-                    r!(core, a)
-                } else {
-                    r!(core, b)
-                }
-            }
-            Op::Ld8 { d, a, disp, mmu } => load!(1, d, a, disp, mmu),
-            Op::Ld16 { d, a, disp, mmu } => load!(2, d, a, disp, mmu),
-            Op::Ld32 { d, a, disp, mmu } => load!(4, d, a, disp, mmu),
-            Op::Ld64 { d, a, disp, mmu } => load!(8, d, a, disp, mmu),
-            Op::St8 { v, a, disp, mmu } => store!(1, v, a, disp, mmu),
-            Op::St16 { v, a, disp, mmu } => store!(2, v, a, disp, mmu),
-            Op::St32 { v, a, disp, mmu } => store!(4, v, a, disp, mmu),
-            Op::St64 { v, a, disp, mmu } => store!(8, v, a, disp, mmu),
-            Op::Br { t } => {
-                if t as usize >= code.len() {
-                    break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
-                }
-                pc = t as usize
-            }
-            Op::BrCond { a, b, cond, t } => {
-                if cond.eval(r!(core, a), r!(core, b)) {
-                    if t as usize >= code.len() {
-                        break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
+                        at: $pc as u32 - 1,
                     }
-                    pc = t as usize;
                 }
-            }
-            Op::BrCondI { a, imm, cond, t } => {
-                if cond.eval(r!(core, a), imm as i64 as u64) {
-                    if t as usize >= code.len() {
-                        break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
-                    }
-                    pc = t as usize;
-                }
-            }
-            Op::Call { f, d, a, b, c } => {
-                let (x, y, z) = (r!(core, a), r!(core, b), r!(core, c));
-                let helpers = G::helpers();
-                match helpers.get(f as usize) {
-                    Some(h) => match h(core, bus, x, y, z) {
-                        Ok(v) => {
-                            r!(core, d) = v;
-                            if core.smc_hit {
-                                break TbExit::Smc { at: pc as u32 - 1 };
-                            }
-                        }
-                        Err(trap) => {
-                            break TbExit::Trap {
-                                trap,
-                                at: pc as u32 - 1,
-                            }
-                        }
-                    },
-                    None => break TbExit::Guest(crate::opt::EXIT_FELL_OFF),
-                }
-            }
-            Op::CallPure { f, d, a, b, c } => match G::pure_helpers().get(f as usize) {
-                Some(h) => r!(core, d) = h(r!(core, a), r!(core, b), r!(core, c)),
-                None => break TbExit::Guest(crate::opt::EXIT_FELL_OFF),
             },
-            Op::Goto { n } => break TbExit::Chain(n),
-            Op::GotoPtr => break TbExit::Indirect,
-            Op::Exit { code } => break TbExit::Guest(code),
+        }
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [$v:ident, $a:ident] [$disp:ident, $mmu:ident] [store $size:literal]) => {{
+        let va = $c.regs.0[$a as usize].wrapping_add($disp as i64 as u64);
+        let x = $c.regs.0[$v as usize];
+        if !$c.mem.store_fast::<$size>($mmu, va, x) {
+            if let Err(trap) = $c.write($bus, va, $size, $mmu, x) {
+                break TbExit::Trap {
+                    trap,
+                    at: $pc as u32 - 1,
+                };
+            }
+            if $c.smc_hit {
+                break TbExit::Smc { at: $pc as u32 - 1 };
+            }
+        }
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$($k:ident),*] [nop]) => {{}};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$($k:ident),*] [insn]) => {{}};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$($k:ident),*] [label]) => {{}};
+    // Taken branches close the current straight run of ops for the op count, and are
+    // bounds-checked (the only check the unchecked fetch needs besides the last op).
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$t:ident] [br]) => {{
+        exec_arm!(@jump $code, $pc, $run, $n, $t)
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [$a:ident, $b:ident] [$cond:ident, $t:ident] [brcond]) => {{
+        if $cond.eval($c.regs.0[$a as usize], $c.regs.0[$b as usize]) {
+            exec_arm!(@jump $code, $pc, $run, $n, $t)
+        }
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [$a:ident] [$imm:ident, $cond:ident, $t:ident] [brcondi]) => {{
+        if $cond.eval($c.regs.0[$a as usize], $imm as i64 as u64) {
+            exec_arm!(@jump $code, $pc, $run, $n, $t)
+        }
+    }};
+    (@jump $code:ident, $pc:ident, $run:ident, $n:ident, $t:ident) => {{
+        if $t as usize >= $code.len() {
+            break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
+        }
+        $n += ($pc - $run) as u64;
+        $pc = $t as usize;
+        $run = $pc;
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [$d:ident] [$a:ident, $b:ident, $cc:ident] [$f:ident] [call]) => {{
+        let (x, y, z) = (
+            $c.regs.0[$a as usize],
+            $c.regs.0[$b as usize],
+            $c.regs.0[$cc as usize],
+        );
+        match $c.helpers.get($f as usize) {
+            Some(h) => match h($c, $bus, x, y, z) {
+                Ok(v) => {
+                    $c.regs.0[$d as usize] = v;
+                    if $c.smc_hit {
+                        break TbExit::Smc { at: $pc as u32 - 1 };
+                    }
+                }
+                Err(trap) => {
+                    break TbExit::Trap {
+                        trap,
+                        at: $pc as u32 - 1,
+                    }
+                }
+            },
+            None => break TbExit::Guest(crate::opt::EXIT_FELL_OFF),
+        }
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [$d:ident] [$a:ident, $b:ident, $cc:ident] [$f:ident] [callpure]) => {{
+        match G::pure_helpers().get($f as usize) {
+            Some(h) => {
+                $c.regs.0[$d as usize] = h(
+                    $c.regs.0[$a as usize],
+                    $c.regs.0[$b as usize],
+                    $c.regs.0[$cc as usize],
+                )
+            }
+            None => break TbExit::Guest(crate::opt::EXIT_FELL_OFF),
+        }
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$x:ident] [goto]) => {{
+        break TbExit::Chain($x)
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [] [gotoptr]) => {{
+        break TbExit::Indirect
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$x:ident] [exit]) => {{
+        break TbExit::Guest($x)
+    }};
+}
+
+/// The interpreter loop, its `match` generated from the op table.
+macro_rules! define_exec {
+    ($( $(#[$m:meta])* $name:ident ( $($d:ident)? ; $($u:ident),* ; $($k:ident : $kt:ty),* )
+        $sem:tt ),* $(,)?) => {
+        #[inline(always)]
+        #[allow(unused_variables, clippy::unnecessary_cast)]
+        fn exec_impl<G: Guest, const BOUNDED: bool>(
+            core: &mut Core<G>,
+            bus: &mut G::Bus,
+            code: &[Op],
+            start: usize,
+            stop: usize,
+        ) -> TbExit {
+            // `exec_block` is a safe public function, so the invariants the unchecked fetch
+            // below relies on are enforced here rather than assumed from `encode`: the block
+            // must end in an unconditional exit or branch (checked once), and branch targets
+            // are checked when taken (one compare per taken branch).
+            if !matches!(
+                code.last(),
+                Some(Op::Goto { .. } | Op::GotoPtr | Op::Exit { .. } | Op::Br { .. })
+            ) {
+                return TbExit::Guest(crate::opt::EXIT_FELL_OFF);
+            }
+            let mut pc = start;
+            // Ops executed are counted per straight run (from `run` to `pc`), closed at taken
+            // branches and at the exit: no per-op counter.
+            let mut run = start;
+            let mut n_ops = 0u64;
+            let exit = loop {
+                if BOUNDED && pc >= stop {
+                    break TbExit::Boundary;
+                }
+                debug_assert!(pc < code.len());
+                // SAFETY: `pc` starts below len (0 for a whole block, checked by `exec_range`);
+                // it only grows by one past ops that are not unconditional exits or branches,
+                // and the last op is one, so it stays below len; taken branches are
+                // bounds-checked before `pc` is set.
+                let op = unsafe { *code.get_unchecked(pc) };
+                pc += 1;
+                match op {
+                    $( Op::$name { $($d,)? $($u,)* $($k,)* } => exec_arm!(
+                        core, bus, code, pc, run, n_ops;
+                        [$($d)?] [$($u),*] [$($k),*] $sem
+                    ), )*
+                }
+            };
+            core.stats.ops_executed += n_ops + (pc - run) as u64;
+            exit
         }
     };
-    core.stats.ops_executed += n_ops;
-    exit
 }
+
+crate::ir::op_table!(define_exec);

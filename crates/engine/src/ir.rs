@@ -1,6 +1,8 @@
-//! The IR: typed micro-ops over 64-bit slots. This one enum is the op table: the builder emits
-//! it, the optimizer rewrites it, the encoder drops the pseudo-ops and patches branch targets,
-//! and the interpreter executes the result directly (the bytecode *is* the optimized op list,
+//! The IR: typed micro-ops over 64-bit slots. Every op is declared once, in [`op_table!`];
+//! the enum, the optimizer's def/use knowledge, constant folding, the printer and the
+//! interpreter's arms are all generated from that table. The builder emits ops, the optimizer
+//! rewrites them, the encoder drops the pseudo-ops and patches branch targets, and the
+//! interpreter executes the result directly (the bytecode *is* the optimized op list,
 //! with every operand pre-resolved to a register-file index or an inline immediate).
 //!
 //! A [`Slot`] is a `u8` index into the 256-entry register file, so the interpreter indexes it
@@ -76,348 +78,310 @@ impl Cond {
 /// after encoding it is the index of the op to continue at.
 pub type Target = u16;
 
-/// One micro-op. `d` is the destination slot; `a`, `b`, `c` are source slots.
+/// The op table: one row per op, the only place an op is declared. A row is
 ///
-/// Shift and rotate counts are taken modulo 64. Memory ops address `slot + disp` in the
-/// guest-virtual space of MMU index `mmu`; they may trap (page fault), which the engine turns
-/// into a precise exception at the guest instruction that issued them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// Does nothing (left behind by the optimizer, dropped by the encoder).
-    Nop,
-    // ---- moves
-    Mov {
-        d: Slot,
-        a: Slot,
-    },
-    Const {
-        d: Slot,
-        imm: u64,
-    },
-    // ---- binary arithmetic and logic
-    Add {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Sub {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Mul {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    /// High 64 bits of the unsigned 128-bit product.
-    MulHu {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    /// High 64 bits of the signed 128-bit product.
-    MulHs {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    And {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Or {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Xor {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Shl {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Shr {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Sar {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Rotl {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Rotr {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    // ---- with a sign-extended 32-bit immediate
-    AddI {
-        d: Slot,
-        a: Slot,
-        imm: i32,
-    },
-    AndI {
-        d: Slot,
-        a: Slot,
-        imm: i32,
-    },
-    OrI {
-        d: Slot,
-        a: Slot,
-        imm: i32,
-    },
-    XorI {
-        d: Slot,
-        a: Slot,
-        imm: i32,
-    },
-    ShlI {
-        d: Slot,
-        a: Slot,
-        imm: u8,
-    },
-    ShrI {
-        d: Slot,
-        a: Slot,
-        imm: u8,
-    },
-    SarI {
-        d: Slot,
-        a: Slot,
-        imm: u8,
-    },
-    /// Rotate left by `imm` (mod 64).
-    RotlI {
-        d: Slot,
-        a: Slot,
-        imm: u8,
-    },
-    /// Rotate the low 32 bits left by `imm` (mod 32); the result is zero-extended.
-    Rotl32I {
-        d: Slot,
-        a: Slot,
-        imm: u8,
-    },
-    // ---- fused 32-bit forms (result zero-extended), made by the optimizer
-    Add32 {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    Sub32 {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    AddI32 {
-        d: Slot,
-        a: Slot,
-        imm: i32,
-    },
-    // ---- unary
-    Neg {
-        d: Slot,
-        a: Slot,
-    },
-    Not {
-        d: Slot,
-        a: Slot,
-    },
-    Zx8 {
-        d: Slot,
-        a: Slot,
-    },
-    Zx16 {
-        d: Slot,
-        a: Slot,
-    },
-    Zx32 {
-        d: Slot,
-        a: Slot,
-    },
-    Sx8 {
-        d: Slot,
-        a: Slot,
-    },
-    Sx16 {
-        d: Slot,
-        a: Slot,
-    },
-    Sx32 {
-        d: Slot,
-        a: Slot,
-    },
-    Clz {
-        d: Slot,
-        a: Slot,
-    },
-    Ctz {
-        d: Slot,
-        a: Slot,
-    },
-    Popcnt {
-        d: Slot,
-        a: Slot,
-    },
-    Bswap64 {
-        d: Slot,
-        a: Slot,
-    },
-    Bswap32 {
-        d: Slot,
-        a: Slot,
-    },
-    /// `d = a` with bits `[pos, pos+len)` replaced by the low `len` bits of `b`.
-    Deposit {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-        pos: u8,
-        len: u8,
-    },
-    /// `d = (a >> pos) & ((1 << len) - 1)`.
-    Extract {
-        d: Slot,
-        a: Slot,
-        pos: u8,
-        len: u8,
-    },
-    /// `d = (a cond b) as u64`.
-    SetCond {
-        d: Slot,
-        a: Slot,
-        b: Slot,
-        cond: Cond,
-    },
-    /// `d = (a cond imm) as u64`.
-    SetCondI {
-        d: Slot,
-        a: Slot,
-        imm: i32,
-        cond: Cond,
-    },
-    /// `d = if c != 0 { a } else { b }`.
-    Select {
-        d: Slot,
-        c: Slot,
-        a: Slot,
-        b: Slot,
-    },
-    // ---- guest memory (little-endian; loads zero-extend)
-    Ld8 {
-        d: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    Ld16 {
-        d: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    Ld32 {
-        d: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    Ld64 {
-        d: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    St8 {
-        v: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    St16 {
-        v: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    St32 {
-        v: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    St64 {
-        v: Slot,
-        a: Slot,
-        disp: i32,
-        mmu: u8,
-    },
-    // ---- control flow inside a block
-    /// A branch target (pseudo-op, removed by the encoder).
-    Label {
-        id: Target,
-    },
-    /// Start of guest instruction number `n` of the block (pseudo-op, removed by the encoder).
-    InsnStart {
-        n: u16,
-    },
-    Br {
-        t: Target,
-    },
-    BrCond {
-        a: Slot,
-        b: Slot,
-        cond: Cond,
-        t: Target,
-    },
-    BrCondI {
-        a: Slot,
-        imm: i32,
-        cond: Cond,
-        t: Target,
-    },
-    // ---- calls into the guest's helpers
-    /// `d = helpers[f](a, b, c)`; the helper gets the whole CPU and may trap.
-    Call {
-        f: u16,
-        d: Slot,
-        a: Slot,
-        b: Slot,
-        c: Slot,
-    },
-    /// `d = pure_helpers[f](a, b, c)`: a side-effect-free guest function of its arguments
-    /// only (e.g. materializing lazy flags), so the optimizer removes it when `d` is dead.
-    CallPure {
-        f: u16,
-        d: Slot,
-        a: Slot,
-        b: Slot,
-        c: Slot,
-    },
-    // ---- block exits
-    /// Leave the block to the PC the front end has just stored; chainable as exit `n` (0 or 1).
-    Goto {
-        n: u8,
-    },
-    /// Leave the block to a computed PC (looked up in the jump cache).
-    GotoPtr,
-    /// Return to the run loop with a guest-defined reason (halt, mode change, ...).
-    Exit {
-        code: u32,
-    },
+/// ```text
+/// Name(def; uses...; constant: Type, ...) semantics
+/// ```
+///
+/// `def` is the destination slot (absent for ops that write none), `uses` the source slots,
+/// then the op's constant arguments. The semantics is either `{ expr }` — a pure value op:
+/// `def = expr`, with each use bound to its slot's value and each constant to itself — or
+/// `[kind ...]` naming one of the engine's effectful mechanisms (`load N`, `store N`, `call`,
+/// `callpure`, branches, exits, pseudo-ops).
+///
+/// `op_table!(callback)` hands the rows to a macro. [`define_ops!`] makes from them the
+/// [`Op`] enum, def/use info ([`Op::info`], [`Op::map_uses`], [`Op::def_mut`]), the
+/// constant folder ([`eval_pure`]) and the printer ([`Op::fmt_named`]); the interpreter
+/// (`interp.rs`) makes its dispatch arms from the same rows. Adding a pure op is one row.
+macro_rules! op_table {
+    ($cb:ident) => {
+        $cb! {
+            /// Does nothing (left behind by the optimizer, dropped by the encoder).
+            Nop(;;) [nop],
+            // ---- moves
+            Mov(d; a;) { a },
+            Const(d;; imm: u64) { imm },
+            // ---- binary arithmetic and logic
+            Add(d; a, b;) { a.wrapping_add(b) },
+            Sub(d; a, b;) { a.wrapping_sub(b) },
+            Mul(d; a, b;) { a.wrapping_mul(b) },
+            /// High 64 bits of the unsigned 128-bit product.
+            MulHu(d; a, b;) { ((a as u128 * b as u128) >> 64) as u64 },
+            /// High 64 bits of the signed 128-bit product.
+            MulHs(d; a, b;) { ((a as i64 as i128 * b as i64 as i128) >> 64) as u64 },
+            And(d; a, b;) { a & b },
+            Or(d; a, b;) { a | b },
+            Xor(d; a, b;) { a ^ b },
+            Shl(d; a, b;) { a << (b & 63) },
+            Shr(d; a, b;) { a >> (b & 63) },
+            Sar(d; a, b;) { ((a as i64) >> (b & 63)) as u64 },
+            Rotl(d; a, b;) { a.rotate_left((b & 63) as u32) },
+            Rotr(d; a, b;) { a.rotate_right((b & 63) as u32) },
+            // ---- with a sign-extended 32-bit immediate
+            AddI(d; a; imm: i32) { a.wrapping_add(imm as i64 as u64) },
+            AndI(d; a; imm: i32) { a & imm as i64 as u64 },
+            OrI(d; a; imm: i32) { a | imm as i64 as u64 },
+            XorI(d; a; imm: i32) { a ^ imm as i64 as u64 },
+            ShlI(d; a; imm: u8) { a << (imm & 63) },
+            ShrI(d; a; imm: u8) { a >> (imm & 63) },
+            SarI(d; a; imm: u8) { ((a as i64) >> (imm & 63)) as u64 },
+            /// Rotate left by `imm` (mod 64).
+            RotlI(d; a; imm: u8) { a.rotate_left((imm & 63) as u32) },
+            /// Rotate the low 32 bits left by `imm` (mod 32); the result is zero-extended.
+            Rotl32I(d; a; imm: u8) { (a as u32).rotate_left((imm & 31) as u32) as u64 },
+            // ---- fused 32-bit forms (result zero-extended), made by the optimizer
+            Add32(d; a, b;) { a.wrapping_add(b) as u32 as u64 },
+            Sub32(d; a, b;) { a.wrapping_sub(b) as u32 as u64 },
+            AddI32(d; a; imm: i32) { a.wrapping_add(imm as i64 as u64) as u32 as u64 },
+            // ---- unary
+            Neg(d; a;) { a.wrapping_neg() },
+            Not(d; a;) { !a },
+            Zx8(d; a;) { a as u8 as u64 },
+            Zx16(d; a;) { a as u16 as u64 },
+            Zx32(d; a;) { a as u32 as u64 },
+            Sx8(d; a;) { a as i8 as i64 as u64 },
+            Sx16(d; a;) { a as i16 as i64 as u64 },
+            Sx32(d; a;) { a as i32 as i64 as u64 },
+            Clz(d; a;) { a.leading_zeros() as u64 },
+            Ctz(d; a;) { a.trailing_zeros() as u64 },
+            Popcnt(d; a;) { a.count_ones() as u64 },
+            Bswap64(d; a;) { a.swap_bytes() },
+            Bswap32(d; a;) { (a as u32).swap_bytes() as u64 },
+            /// `d = a` with bits `[pos, pos+len)` replaced by the low `len` bits of `b`.
+            Deposit(d; a, b; pos: u8, len: u8) { $crate::ir::deposit(a, b, pos, len) },
+            /// `d = (a >> pos) & ((1 << len) - 1)`.
+            Extract(d; a; pos: u8, len: u8) { $crate::ir::extract(a, pos, len) },
+            /// `d = (a cond b) as u64`.
+            SetCond(d; a, b; cond: Cond) { cond.eval(a, b) as u64 },
+            /// `d = (a cond imm) as u64`.
+            SetCondI(d; a; imm: i32, cond: Cond) { cond.eval(a, imm as i64 as u64) as u64 },
+            /// `d = if c != 0 { a } else { b }`.
+            Select(d; c, a, b;) { if c != 0 { a } else { b } },
+            // ---- guest memory (little-endian; loads zero-extend)
+            Ld8(d; a; disp: i32, mmu: u8) [load 1],
+            Ld16(d; a; disp: i32, mmu: u8) [load 2],
+            Ld32(d; a; disp: i32, mmu: u8) [load 4],
+            Ld64(d; a; disp: i32, mmu: u8) [load 8],
+            St8(; v, a; disp: i32, mmu: u8) [store 1],
+            St16(; v, a; disp: i32, mmu: u8) [store 2],
+            St32(; v, a; disp: i32, mmu: u8) [store 4],
+            St64(; v, a; disp: i32, mmu: u8) [store 8],
+            // ---- control flow inside a block
+            /// A branch target (pseudo-op, removed by the encoder).
+            Label(;; id: Target) [label],
+            /// Start of guest instruction number `n` of the block (pseudo-op, removed by the
+            /// encoder).
+            InsnStart(;; n: u16) [insn],
+            Br(;; t: Target) [br],
+            BrCond(; a, b; cond: Cond, t: Target) [brcond],
+            BrCondI(; a; imm: i32, cond: Cond, t: Target) [brcondi],
+            // ---- calls into the guest's helpers
+            /// `d = helpers[f](a, b, c)`; the helper gets the whole CPU and may trap.
+            Call(d; a, b, c; f: u16) [call],
+            /// `d = pure_helpers[f](a, b, c)`: a side-effect-free guest function of its
+            /// arguments only (e.g. materializing lazy flags), so the optimizer removes it
+            /// when `d` is dead.
+            CallPure(d; a, b, c; f: u16) [callpure],
+            // ---- block exits
+            /// Leave the block to the PC the front end has just stored; chainable as exit `n`
+            /// (0 or 1).
+            Goto(;; n: u8) [goto],
+            /// Leave the block to a computed PC (looked up in the jump cache).
+            GotoPtr(;;) [gotoptr],
+            /// Return to the run loop with a guest-defined reason (halt, mode change, ...).
+            Exit(;; code: u32) [exit],
+        }
+    };
 }
+pub(crate) use op_table;
+
+/// `Some(slot)` for a row's def, `None` when it has none.
+macro_rules! opt_def {
+    () => {
+        None
+    };
+    ($d:ident) => {
+        Some($d)
+    };
+}
+
+/// A row's uses as the fixed-size array of [`OpInfo::uses`].
+macro_rules! use_list {
+    () => {
+        [None, None, None]
+    };
+    ($a:ident) => {
+        [Some($a), None, None]
+    };
+    ($a:ident, $b:ident) => {
+        [Some($a), Some($b), None]
+    };
+    ($a:ident, $b:ident, $c:ident) => {
+        [Some($a), Some($b), Some($c)]
+    };
+}
+
+/// The [`Barrier`] of a row's semantics.
+macro_rules! barrier_of {
+    ({ $($e:tt)* }) => {
+        Barrier::None
+    };
+    ([load $n:literal]) => {
+        Barrier::Trap
+    };
+    ([store $n:literal]) => {
+        Barrier::Trap
+    };
+    ([call]) => {
+        Barrier::Call
+    };
+    ([callpure]) => {
+        Barrier::None
+    };
+    ([nop]) => {
+        Barrier::None
+    };
+    ([insn]) => {
+        Barrier::None
+    };
+    ([label]) => {
+        Barrier::Flow
+    };
+    ([br]) => {
+        Barrier::Flow
+    };
+    ([brcond]) => {
+        Barrier::Flow
+    };
+    ([brcondi]) => {
+        Barrier::Flow
+    };
+    ([goto]) => {
+        Barrier::Exit
+    };
+    ([gotoptr]) => {
+        Barrier::Exit
+    };
+    ([exit]) => {
+        Barrier::Exit
+    };
+}
+
+/// Constant folding of one row: the pure expression on known inputs, `None` otherwise.
+macro_rules! fold_row {
+    ($get:ident; [$($u:ident),*] { $e:expr }) => {{
+        $(let $u = $get($u);)*
+        Some($e)
+    }};
+    ($get:ident; [$($u:ident),*] [$($kind:tt)*]) => {
+        None
+    };
+}
+
+/// The [`Op`] enum, with unit variants for rows without operands (built by munching rows).
+macro_rules! op_enum {
+    (@acc [$($acc:tt)*]) => {
+        /// One micro-op (generated from [`op_table!`]). `d` is the destination slot; `a`,
+        /// `b`, `c` (and `v`, the stored value) are source slots.
+        ///
+        /// Shift and rotate counts are taken modulo 64. Memory ops address `slot + disp` in
+        /// the guest-virtual space of MMU index `mmu`; they may trap (page fault), which the
+        /// engine turns into a precise exception at the guest instruction that issued them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Op { $($acc)* }
+    };
+    (@acc [$($acc:tt)*] $(#[$m:meta])* $name:ident (;;) $sem:tt, $($rest:tt)*) => {
+        op_enum!(@acc [$($acc)* $(#[$m])* $name,] $($rest)*);
+    };
+    (@acc [$($acc:tt)*] $(#[$m:meta])* $name:ident ( $($d:ident)? ; $($u:ident),* ;
+        $($k:ident : $kt:ty),* ) $sem:tt, $($rest:tt)*) => {
+        op_enum!(@acc [$($acc)* $(#[$m])* $name { $($d: Slot,)? $($u: Slot,)* $($k: $kt,)* },]
+            $($rest)*);
+    };
+}
+
+/// Everything the IR side derives from the op table.
+macro_rules! define_ops {
+    ($( $(#[$m:meta])* $name:ident ( $($d:ident)? ; $($u:ident),* ; $($k:ident : $kt:ty),* )
+        $sem:tt ),* $(,)?) => {
+        op_enum!(@acc [] $( $(#[$m])* $name ( $($d)? ; $($u),* ; $($k : $kt),* ) $sem, )*);
+
+        impl Op {
+            /// Slots read and written, and the op's barrier kind.
+            #[allow(unused_variables)]
+            pub fn info(&self) -> OpInfo {
+                match *self {
+                    $( Op::$name { $($d,)? $($u,)* .. } => OpInfo {
+                        defs: opt_def!($($d)?),
+                        uses: use_list!($($u),*),
+                        barrier: barrier_of!($sem),
+                    }, )*
+                }
+            }
+
+            /// Rewrite every source slot through `f` (used by copy propagation).
+            #[allow(unused_variables, unused_mut)]
+            pub fn map_uses(&mut self, mut f: impl FnMut(Slot) -> Slot) {
+                match self {
+                    $( Op::$name { $($u,)* .. } => { $( *$u = f(*$u); )* } )*
+                }
+            }
+
+            /// The destination slot, writable (for retargeting a producer).
+            pub fn def_mut(&mut self) -> Option<&mut Slot> {
+                match self {
+                    $( Op::$name { $($d,)? .. } => opt_def!($($d)?), )*
+                }
+            }
+
+            /// The op's name in the table.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Op::$name { .. } => stringify!($name), )*
+                }
+            }
+
+            /// Print the op, naming slots through `names` (the guest's register names;
+            /// `None` prints `t<n>` for temporaries at or above `first_temp`, else `r<n>`).
+            #[allow(unused_assignments, unused_mut, unused_variables)]
+            pub fn fmt_named(
+                &self,
+                f: &mut fmt::Formatter<'_>,
+                names: &dyn Fn(Slot) -> Option<&'static str>,
+                first_temp: Slot,
+            ) -> fmt::Result {
+                let slot = |f: &mut fmt::Formatter<'_>, s: Slot| match names(s) {
+                    Some(n) => f.write_str(n),
+                    None if s >= first_temp => write!(f, "t{s}"),
+                    None => write!(f, "r{s}"),
+                };
+                match *self {
+                    $( Op::$name { $($d,)? $($u,)* $($k,)* } => {
+                        f.write_str(stringify!($name))?;
+                        let mut sep = " ";
+                        $( f.write_str(" ")?; slot(f, $d)?; f.write_str(" <-")?; )?
+                        $( f.write_str(sep)?; slot(f, $u)?; sep = ", "; )*
+                        $( write!(f, "{sep}{}={:?}", stringify!($k), $k)?; sep = ", "; )*
+                        Ok(())
+                    } )*
+                }
+            }
+        }
+
+        /// Evaluate a pure op on known inputs (constant folding; also the reference semantics
+        /// the interpreter is tested against). Returns `None` for ops that are not pure value
+        /// ops. Generated from the same rows as the interpreter's arms.
+        #[allow(unused_variables)]
+        pub fn eval_pure(op: &Op, get: impl Fn(Slot) -> u64) -> Option<u64> {
+            match *op {
+                $( Op::$name { $($u,)* $($k,)* .. } => fold_row!(get; [$($u),*] $sem), )*
+            }
+        }
+    };
+}
+
+op_table!(define_ops);
 
 /// What an op reads and writes, for the optimizer.
 pub struct OpInfo {
@@ -442,292 +406,23 @@ pub enum Barrier {
     Flow,
 }
 
-impl Op {
-    /// Slots read and written, and the op's barrier kind.
-    pub fn info(&self) -> OpInfo {
-        use Op::*;
-        let (defs, uses, barrier) = match *self {
-            Nop | Label { .. } | InsnStart { .. } => (None, [None; 3], Barrier::None),
-            Mov { d, a } => (Some(d), [Some(a), None, None], Barrier::None),
-            Const { d, .. } => (Some(d), [None; 3], Barrier::None),
-            Add { d, a, b }
-            | Sub { d, a, b }
-            | Mul { d, a, b }
-            | MulHu { d, a, b }
-            | MulHs { d, a, b }
-            | And { d, a, b }
-            | Or { d, a, b }
-            | Xor { d, a, b }
-            | Shl { d, a, b }
-            | Shr { d, a, b }
-            | Sar { d, a, b }
-            | Rotl { d, a, b }
-            | Rotr { d, a, b }
-            | Add32 { d, a, b }
-            | Sub32 { d, a, b }
-            | SetCond { d, a, b, .. }
-            | Deposit { d, a, b, .. } => (Some(d), [Some(a), Some(b), None], Barrier::None),
-            AddI { d, a, .. }
-            | AndI { d, a, .. }
-            | OrI { d, a, .. }
-            | XorI { d, a, .. }
-            | AddI32 { d, a, .. }
-            | ShlI { d, a, .. }
-            | ShrI { d, a, .. }
-            | SarI { d, a, .. }
-            | RotlI { d, a, .. }
-            | Rotl32I { d, a, .. }
-            | SetCondI { d, a, .. }
-            | Neg { d, a }
-            | Not { d, a }
-            | Zx8 { d, a }
-            | Zx16 { d, a }
-            | Zx32 { d, a }
-            | Sx8 { d, a }
-            | Sx16 { d, a }
-            | Sx32 { d, a }
-            | Clz { d, a }
-            | Ctz { d, a }
-            | Popcnt { d, a }
-            | Bswap64 { d, a }
-            | Bswap32 { d, a }
-            | Extract { d, a, .. } => (Some(d), [Some(a), None, None], Barrier::None),
-            Select { d, c, a, b } => (Some(d), [Some(c), Some(a), Some(b)], Barrier::None),
-            CallPure { d, a, b, c, .. } => (Some(d), [Some(a), Some(b), Some(c)], Barrier::None),
-            Ld8 { d, a, .. } | Ld16 { d, a, .. } | Ld32 { d, a, .. } | Ld64 { d, a, .. } => {
-                (Some(d), [Some(a), None, None], Barrier::Trap)
-            }
-            St8 { v, a, .. } | St16 { v, a, .. } | St32 { v, a, .. } | St64 { v, a, .. } => {
-                (None, [Some(v), Some(a), None], Barrier::Trap)
-            }
-            Br { .. } => (None, [None; 3], Barrier::Flow),
-            BrCond { a, b, .. } => (None, [Some(a), Some(b), None], Barrier::Flow),
-            BrCondI { a, .. } => (None, [Some(a), None, None], Barrier::Flow),
-            Call { d, a, b, c, .. } => (Some(d), [Some(a), Some(b), Some(c)], Barrier::Call),
-            Goto { .. } | GotoPtr | Exit { .. } => (None, [None; 3], Barrier::Exit),
-        };
-        let barrier = match self {
-            Label { .. } => Barrier::Flow,
-            _ => barrier,
-        };
-        OpInfo {
-            defs,
-            uses,
-            barrier,
-        }
-    }
-
-    /// Rewrite every source slot through `f` (used by copy propagation).
-    pub fn map_uses(&mut self, mut f: impl FnMut(Slot) -> Slot) {
-        use Op::*;
-        match self {
-            Mov { a, .. }
-            | AddI { a, .. }
-            | AndI { a, .. }
-            | OrI { a, .. }
-            | XorI { a, .. }
-            | AddI32 { a, .. }
-            | ShlI { a, .. }
-            | ShrI { a, .. }
-            | SarI { a, .. }
-            | RotlI { a, .. }
-            | Rotl32I { a, .. }
-            | SetCondI { a, .. }
-            | Neg { a, .. }
-            | Not { a, .. }
-            | Zx8 { a, .. }
-            | Zx16 { a, .. }
-            | Zx32 { a, .. }
-            | Sx8 { a, .. }
-            | Sx16 { a, .. }
-            | Sx32 { a, .. }
-            | Clz { a, .. }
-            | Ctz { a, .. }
-            | Popcnt { a, .. }
-            | Bswap64 { a, .. }
-            | Bswap32 { a, .. }
-            | Extract { a, .. }
-            | Ld8 { a, .. }
-            | Ld16 { a, .. }
-            | Ld32 { a, .. }
-            | Ld64 { a, .. }
-            | BrCondI { a, .. } => *a = f(*a),
-            Add { a, b, .. }
-            | Sub { a, b, .. }
-            | Mul { a, b, .. }
-            | MulHu { a, b, .. }
-            | MulHs { a, b, .. }
-            | And { a, b, .. }
-            | Or { a, b, .. }
-            | Xor { a, b, .. }
-            | Shl { a, b, .. }
-            | Shr { a, b, .. }
-            | Sar { a, b, .. }
-            | Rotl { a, b, .. }
-            | Rotr { a, b, .. }
-            | Add32 { a, b, .. }
-            | Sub32 { a, b, .. }
-            | SetCond { a, b, .. }
-            | Deposit { a, b, .. }
-            | BrCond { a, b, .. } => {
-                *a = f(*a);
-                *b = f(*b);
-            }
-            St8 { v, a, .. } | St16 { v, a, .. } | St32 { v, a, .. } | St64 { v, a, .. } => {
-                *v = f(*v);
-                *a = f(*a);
-            }
-            Select { c, a, b, .. } => {
-                *c = f(*c);
-                *a = f(*a);
-                *b = f(*b);
-            }
-            Call { a, b, c, .. } | CallPure { a, b, c, .. } => {
-                *a = f(*a);
-                *b = f(*b);
-                *c = f(*c);
-            }
-            Nop
-            | Const { .. }
-            | Label { .. }
-            | InsnStart { .. }
-            | Br { .. }
-            | Goto { .. }
-            | GotoPtr
-            | Exit { .. } => {}
-        }
-    }
+/// An op with the guest's slot names, for `-d op` / `-d op_opt`.
+pub struct Named<'a> {
+    pub op: &'a Op,
+    pub names: &'a dyn Fn(Slot) -> Option<&'static str>,
+    pub first_temp: Slot,
 }
 
-impl Op {
-    /// The destination slot, writable (for retargeting a producer).
-    pub fn def_mut(&mut self) -> Option<&mut Slot> {
-        use Op::*;
-        match self {
-            St8 { .. } | St16 { .. } | St32 { .. } | St64 { .. } => None,
-            Nop | Label { .. } | InsnStart { .. } | Br { .. } | BrCond { .. } | BrCondI { .. } => {
-                None
-            }
-            Goto { .. } | GotoPtr | Exit { .. } => None,
-            Mov { d, .. }
-            | Const { d, .. }
-            | Add { d, .. }
-            | Sub { d, .. }
-            | Mul { d, .. }
-            | MulHu { d, .. }
-            | MulHs { d, .. }
-            | And { d, .. }
-            | Or { d, .. }
-            | Xor { d, .. }
-            | Shl { d, .. }
-            | Shr { d, .. }
-            | Sar { d, .. }
-            | Rotl { d, .. }
-            | Rotr { d, .. }
-            | AddI { d, .. }
-            | AndI { d, .. }
-            | OrI { d, .. }
-            | XorI { d, .. }
-            | ShlI { d, .. }
-            | ShrI { d, .. }
-            | SarI { d, .. }
-            | RotlI { d, .. }
-            | Rotl32I { d, .. }
-            | Add32 { d, .. }
-            | Sub32 { d, .. }
-            | AddI32 { d, .. }
-            | Neg { d, .. }
-            | Not { d, .. }
-            | Zx8 { d, .. }
-            | Zx16 { d, .. }
-            | Zx32 { d, .. }
-            | Sx8 { d, .. }
-            | Sx16 { d, .. }
-            | Sx32 { d, .. }
-            | Clz { d, .. }
-            | Ctz { d, .. }
-            | Popcnt { d, .. }
-            | Bswap64 { d, .. }
-            | Bswap32 { d, .. }
-            | Deposit { d, .. }
-            | Extract { d, .. }
-            | SetCond { d, .. }
-            | SetCondI { d, .. }
-            | Select { d, .. }
-            | Ld8 { d, .. }
-            | Ld16 { d, .. }
-            | Ld32 { d, .. }
-            | Ld64 { d, .. }
-            | Call { d, .. }
-            | CallPure { d, .. } => Some(d),
-        }
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.op.fmt_named(f, self.names, self.first_temp)
     }
 }
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
+        self.fmt_named(f, &|_| None, Slot::MAX)
     }
-}
-
-/// Evaluate a pure op on known inputs (constant folding; also the reference semantics the
-/// interpreter is tested against). Returns `None` for ops that are not pure value ops.
-pub fn eval_pure(op: &Op, get: impl Fn(Slot) -> u64) -> Option<u64> {
-    use Op::*;
-    Some(match *op {
-        Mov { a, .. } => get(a),
-        Const { imm, .. } => imm,
-        Add { a, b, .. } => get(a).wrapping_add(get(b)),
-        Sub { a, b, .. } => get(a).wrapping_sub(get(b)),
-        Mul { a, b, .. } => get(a).wrapping_mul(get(b)),
-        MulHu { a, b, .. } => ((get(a) as u128 * get(b) as u128) >> 64) as u64,
-        MulHs { a, b, .. } => ((get(a) as i64 as i128 * get(b) as i64 as i128) >> 64) as u64,
-        And { a, b, .. } => get(a) & get(b),
-        Or { a, b, .. } => get(a) | get(b),
-        Xor { a, b, .. } => get(a) ^ get(b),
-        Shl { a, b, .. } => get(a) << (get(b) & 63),
-        Shr { a, b, .. } => get(a) >> (get(b) & 63),
-        Sar { a, b, .. } => ((get(a) as i64) >> (get(b) & 63)) as u64,
-        Rotl { a, b, .. } => get(a).rotate_left((get(b) & 63) as u32),
-        Rotr { a, b, .. } => get(a).rotate_right((get(b) & 63) as u32),
-        AddI { a, imm, .. } => get(a).wrapping_add(imm as i64 as u64),
-        AndI { a, imm, .. } => get(a) & imm as i64 as u64,
-        OrI { a, imm, .. } => get(a) | imm as i64 as u64,
-        XorI { a, imm, .. } => get(a) ^ imm as i64 as u64,
-        ShlI { a, imm, .. } => get(a) << (imm & 63),
-        ShrI { a, imm, .. } => get(a) >> (imm & 63),
-        SarI { a, imm, .. } => ((get(a) as i64) >> (imm & 63)) as u64,
-        RotlI { a, imm, .. } => get(a).rotate_left((imm & 63) as u32),
-        Rotl32I { a, imm, .. } => (get(a) as u32).rotate_left((imm & 31) as u32) as u64,
-        Add32 { a, b, .. } => get(a).wrapping_add(get(b)) as u32 as u64,
-        Sub32 { a, b, .. } => get(a).wrapping_sub(get(b)) as u32 as u64,
-        AddI32 { a, imm, .. } => get(a).wrapping_add(imm as i64 as u64) as u32 as u64,
-        Neg { a, .. } => get(a).wrapping_neg(),
-        Not { a, .. } => !get(a),
-        Zx8 { a, .. } => get(a) as u8 as u64,
-        Zx16 { a, .. } => get(a) as u16 as u64,
-        Zx32 { a, .. } => get(a) as u32 as u64,
-        Sx8 { a, .. } => get(a) as i8 as i64 as u64,
-        Sx16 { a, .. } => get(a) as i16 as i64 as u64,
-        Sx32 { a, .. } => get(a) as i32 as i64 as u64,
-        Clz { a, .. } => get(a).leading_zeros() as u64,
-        Ctz { a, .. } => get(a).trailing_zeros() as u64,
-        Popcnt { a, .. } => get(a).count_ones() as u64,
-        Bswap64 { a, .. } => get(a).swap_bytes(),
-        Bswap32 { a, .. } => (get(a) as u32).swap_bytes() as u64,
-        Deposit { a, b, pos, len, .. } => deposit(get(a), get(b), pos, len),
-        Extract { a, pos, len, .. } => extract(get(a), pos, len),
-        SetCond { a, b, cond, .. } => cond.eval(get(a), get(b)) as u64,
-        SetCondI { a, imm, cond, .. } => cond.eval(get(a), imm as i64 as u64) as u64,
-        Select { c, a, b, .. } => {
-            if get(c) != 0 {
-                get(a)
-            } else {
-                get(b)
-            }
-        }
-        _ => return None,
-    })
 }
 
 /// Mask of the low `len` bits (`len` in 0..=64).
@@ -751,4 +446,140 @@ pub fn deposit(a: u64, b: u64, pos: u8, len: u8) -> u64 {
 #[inline(always)]
 pub fn extract(a: u64, pos: u8, len: u8) -> u64 {
     (a >> (pos & 63)) & low_mask(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printer_names_guest_slots_and_temporaries() {
+        let names = |s: Slot| {
+            [Some("RAX"), Some("RCX")]
+                .get(s as usize)
+                .copied()
+                .flatten()
+        };
+        let show = |op: Op| {
+            Named {
+                op: &op,
+                names: &names,
+                first_temp: 32,
+            }
+            .to_string()
+        };
+        assert_eq!(show(Op::Add { d: 0, a: 1, b: 33 }), "Add RAX <- RCX, t33");
+        assert_eq!(
+            show(Op::AddI {
+                d: 5,
+                a: 0,
+                imm: -4
+            }),
+            "AddI r5 <- RAX, imm=-4"
+        );
+        assert_eq!(
+            show(Op::St32 {
+                v: 1,
+                a: 40,
+                disp: 8,
+                mmu: 1
+            }),
+            "St32 RCX, t40, disp=8, mmu=1"
+        );
+        assert_eq!(show(Op::GotoPtr), "GotoPtr");
+        assert_eq!(show(Op::Goto { n: 1 }), "Goto n=1");
+    }
+
+    #[test]
+    fn table_derived_info_matches_the_fields() {
+        let op = Op::Select {
+            d: 1,
+            c: 2,
+            a: 3,
+            b: 4,
+        };
+        let i = op.info();
+        assert_eq!((i.defs, i.uses), (Some(1), [Some(2), Some(3), Some(4)]));
+        assert_eq!(i.barrier, Barrier::None);
+        let i = Op::St8 {
+            v: 1,
+            a: 2,
+            disp: 0,
+            mmu: 0,
+        }
+        .info();
+        assert_eq!(
+            (i.defs, i.uses, i.barrier),
+            (None, [Some(1), Some(2), None], Barrier::Trap)
+        );
+        assert_eq!(Op::Label { id: 0 }.info().barrier, Barrier::Flow);
+        assert_eq!(
+            Op::Call {
+                d: 1,
+                a: 2,
+                b: 3,
+                c: 4,
+                f: 0
+            }
+            .info()
+            .barrier,
+            Barrier::Call
+        );
+        assert_eq!(
+            Op::CallPure {
+                d: 1,
+                a: 2,
+                b: 3,
+                c: 4,
+                f: 0
+            }
+            .info()
+            .barrier,
+            Barrier::None
+        );
+        let mut op = Op::BrCond {
+            a: 1,
+            b: 2,
+            cond: Cond::Eq,
+            t: 0,
+        };
+        op.map_uses(|s| s + 10);
+        assert_eq!(
+            op,
+            Op::BrCond {
+                a: 11,
+                b: 12,
+                cond: Cond::Eq,
+                t: 0
+            }
+        );
+        let mut op = Op::Ld64 {
+            d: 3,
+            a: 4,
+            disp: 0,
+            mmu: 0,
+        };
+        *op.def_mut().unwrap() = 9;
+        assert_eq!(
+            op,
+            Op::Ld64 {
+                d: 9,
+                a: 4,
+                disp: 0,
+                mmu: 0
+            }
+        );
+        assert_eq!(
+            eval_pure(
+                &Op::Extract {
+                    d: 0,
+                    a: 1,
+                    pos: 8,
+                    len: 8
+                },
+                |_| 0xabcd
+            ),
+            Some(0xab)
+        );
+    }
 }

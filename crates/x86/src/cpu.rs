@@ -138,6 +138,10 @@ impl Guest for X86State {
         &flags::PURE_FLAGS
     }
 
+    fn slot_name(slot: tci64_engine::Slot) -> Option<&'static str> {
+        crate::regs::slot_name(slot)
+    }
+
     fn tb_flags(core: &Core<Self>) -> u32 {
         compute_hflags(core)
     }

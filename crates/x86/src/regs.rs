@@ -65,3 +65,30 @@ pub mod fl {
     /// The six arithmetic flags.
     pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
 }
+
+/// Names of the global slots, for `-d op` listings.
+pub fn slot_name(s: Slot) -> Option<&'static str> {
+    const NAMES: [&str; 28] = [
+        "RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI", "R8", "R9", "R10", "R11", "R12",
+        "R13", "R14", "R15", "RIP", "CC_DST", "CC_SRC", "CC_SRC2", "CC_OP", "RFLAGS", "ES_BASE",
+        "CS_BASE", "SS_BASE", "DS_BASE", "FS_BASE", "GS_BASE",
+    ];
+    NAMES.get(s as usize).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_follow_the_layout() {
+        assert_eq!(slot_name(RAX), Some("RAX"));
+        assert_eq!(slot_name(15), Some("R15"));
+        assert_eq!(slot_name(RIP), Some("RIP"));
+        assert_eq!(slot_name(CC_DST), Some("CC_DST"));
+        assert_eq!(slot_name(CC_OP), Some("CC_OP"));
+        assert_eq!(slot_name(RFLAGS), Some("RFLAGS"));
+        assert_eq!(slot_name(GS_BASE), Some("GS_BASE"));
+        assert_eq!(slot_name(FIRST_TEMP), None);
+    }
+}
