@@ -10,8 +10,21 @@ use crate::Builder;
 #[repr(C, align(64))]
 pub struct Regs(pub [u64; 256]);
 
-/// Entries of the virtual-PC jump cache.
-pub const JUMP_CACHE: usize = 4096;
+/// Entries of the virtual-PC jump cache: [`JC_GROUPS`] groups of [`JC_GROUP`] entries, the
+/// group chosen by the PC's page, so a page's entries can be dropped alone.
+pub const JUMP_CACHE: usize = JC_GROUPS * JC_GROUP;
+/// Groups of the jump cache (selected by virtual page number).
+pub const JC_GROUPS: usize = 64;
+/// Entries per group (selected by the offset in the page).
+pub const JC_GROUP: usize = 64;
+
+/// The jump-cache entry of virtual PC `pc`.
+#[inline(always)]
+pub fn jc_index(pc: u64) -> usize {
+    let group = ((pc >> 12) as usize) & (JC_GROUPS - 1);
+    let within = ((pc ^ (pc >> 6)) as usize) & (JC_GROUP - 1);
+    group * JC_GROUP + within
+}
 /// An empty jump-cache entry.
 pub const JC_EMPTY: u32 = u32::MAX;
 
@@ -76,8 +89,13 @@ impl<G: Guest> Core<G> {
     /// Drop the translation of one virtual page.
     pub fn tlb_flush_page(&mut self, vaddr: u64) {
         self.mem.tlb_flush_page(vaddr);
-        // Jump-cache entries are keyed by a hash of the PC, not the page: drop them all.
-        self.jump_cache.fill(JC_EMPTY);
+        // Blocks starting on this page or on the one before (which may run into this one)
+        // can no longer be found by virtual PC alone: drop those two groups.
+        let page = vaddr >> 12;
+        for p in [page, page.wrapping_sub(1)] {
+            let g = (p as usize & (JC_GROUPS - 1)) * JC_GROUP;
+            self.jump_cache[g..g + JC_GROUP].fill(JC_EMPTY);
+        }
     }
 
     /// Translate `vaddr` for `access`, filling the TLB through the guest's walker.
@@ -278,3 +296,19 @@ pub type BusOf<G> = <G as Guest>::Bus;
 
 #[allow(dead_code)]
 fn _assert_bus_object_safe(_: &mut dyn MmioBus) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_cache_groups_follow_pages() {
+        // Every PC of one page lands in its page's group; neighbouring pages use others.
+        let g = |pc: u64| jc_index(pc) / JC_GROUP;
+        for off in (0..4096).step_by(7) {
+            assert_eq!(g(0xffff_8000_1234_5000 + off), g(0xffff_8000_1234_5000));
+        }
+        assert_ne!(g(0x5000), g(0x6000));
+        assert!(jc_index(u64::MAX) < JUMP_CACHE);
+    }
+}

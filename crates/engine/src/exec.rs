@@ -2,7 +2,7 @@
 //! Blocks are chained through this loop (the next block is data the loop picks up), never by
 //! nested calls, so stack depth is constant however long a chain runs.
 
-use crate::core::{Core, JC_EMPTY, JUMP_CACHE};
+use crate::core::{jc_index, Core, JC_EMPTY};
 use crate::guest::{Guest, Stop, Trap};
 use crate::interp::{exec_block, exec_range, TbExit};
 use crate::mem::{Access, PAGE_MASK};
@@ -33,11 +33,6 @@ fn named<G: Guest>(op: &crate::Op) -> crate::ir::Named<'_> {
         names: &G::slot_name,
         first_temp: G::FIRST_TEMP,
     }
-}
-
-#[inline(always)]
-fn jc_index(pc: u64) -> usize {
-    ((pc ^ (pc >> 12)) as usize) & (JUMP_CACHE - 1)
 }
 
 impl<G: Guest> Engine<G> {
@@ -131,10 +126,18 @@ impl<G: Guest> Engine<G> {
         Ok(self.tbs.insert(tb))
     }
 
-    /// Find the block for the current PC and mode, translating it if needed.
-    fn find(&mut self, bus: &mut G::Bus) -> Result<TbId, Trap> {
+    /// Find the block for the current PC and mode, translating it if needed. `known` is the
+    /// mode when the caller knows it (after a chainable or indirect exit, which never change
+    /// the mode: the same assumption chaining makes).
+    fn find(&mut self, bus: &mut G::Bus, known: Option<u32>) -> Result<TbId, Trap> {
         let pc = self.core.regs.0[G::PC_SLOT as usize];
-        let flags = G::tb_flags(&self.core);
+        let flags = match known {
+            Some(f) => {
+                debug_assert_eq!(f, G::tb_flags(&self.core), "a block exit changed the mode");
+                f
+            }
+            None => G::tb_flags(&self.core),
+        };
         let j = jc_index(pc);
         let id = self.core.jump_cache[j];
         if id != JC_EMPTY && (id as usize) < self.tbs.len() {
@@ -160,6 +163,8 @@ impl<G: Guest> Engine<G> {
     pub fn run(&mut self, bus: &mut G::Bus, budget: u64) -> Stop {
         let end = self.core.icount.saturating_add(budget);
         let mut next: TbId = NO_TB;
+        // The mode the last block left in, when known without recomputing it.
+        let mut known_flags: Option<u32> = None;
         // Blocks until the next poll (0: poll before the next block).
         let mut poll_in = 0u32;
         loop {
@@ -175,13 +180,14 @@ impl<G: Guest> Engine<G> {
                 if self.core.regs.0[G::PC_SLOT as usize] != pc_before {
                     // `poll` delivered an interrupt: the chained successor no longer applies.
                     next = NO_TB;
+                    known_flags = None;
                 }
             }
             poll_in -= 1;
             let id = if next != NO_TB {
                 next
             } else {
-                match self.find(bus) {
+                match self.find(bus, known_flags.take()) {
                     Ok(id) => id,
                     Err(trap) => {
                         // The fetch of the block's first instruction faulted: the state is
@@ -242,7 +248,7 @@ impl<G: Guest> Engine<G> {
                     // Look the successor up and link it if it is on the same virtual page
                     // and in the same mode (so the link stays right as long as we are).
                     let flushes = self.core.stats.tb_flushes;
-                    match self.find(bus) {
+                    match self.find(bus, Some(tb_flags)) {
                         Ok(to) => {
                             let t = self.tbs.get(to);
                             if flushes == self.core.stats.tb_flushes
@@ -268,6 +274,7 @@ impl<G: Guest> Engine<G> {
                 }
                 TbExit::Indirect => {
                     self.core.icount += tb.insn_ops.len() as u64;
+                    known_flags = Some(tb.flags);
                     self.process_dirty_code();
                 }
                 TbExit::Guest(code) => {

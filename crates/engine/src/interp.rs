@@ -64,7 +64,10 @@ macro_rules! exec_arm {
      [$d:ident] [$a:ident] [$disp:ident, $mmu:ident] [load $size:literal]) => {{
         let va = $c.regs.0[$a as usize].wrapping_add($disp as i64 as u64);
         match $c.mem.load_fast::<$size>($mmu, va) {
-            Some(v) => $c.regs.0[$d as usize] = v,
+            Some(v) => {
+                $c.regs.0[$d as usize] = v;
+                $n.1 += 1;
+            }
             None => match $c.read($bus, va, $size, $mmu) {
                 Ok(v) => $c.regs.0[$d as usize] = v,
                 Err(trap) => {
@@ -80,7 +83,9 @@ macro_rules! exec_arm {
      [] [$v:ident, $a:ident] [$disp:ident, $mmu:ident] [store $size:literal]) => {{
         let va = $c.regs.0[$a as usize].wrapping_add($disp as i64 as u64);
         let x = $c.regs.0[$v as usize];
-        if !$c.mem.store_fast::<$size>($mmu, va, x) {
+        if $c.mem.store_fast::<$size>($mmu, va, x) {
+            $n.1 += 1;
+        } else {
             if let Err(trap) = $c.write($bus, va, $size, $mmu, x) {
                 break TbExit::Trap {
                     trap,
@@ -120,7 +125,7 @@ macro_rules! exec_arm {
         if $t as usize >= $code.len() {
             break TbExit::Guest(crate::opt::EXIT_FELL_OFF);
         }
-        $n += ($pc - $run) as u64;
+        $n.0 += ($pc - $run) as u64;
         $pc = $t as usize;
         $run = $pc;
     }};
@@ -203,7 +208,8 @@ macro_rules! define_exec {
             // Ops executed are counted per straight run (from `run` to `pc`), closed at taken
             // branches and at the exit: no per-op counter.
             let mut run = start;
-            let mut n_ops = 0u64;
+            // (ops executed, memory accesses served by the inline TLB fast path)
+            let mut n_ops = (0u64, 0u64);
             let exit = loop {
                 if BOUNDED && pc >= stop {
                     break TbExit::Boundary;
@@ -222,7 +228,8 @@ macro_rules! define_exec {
                     ), )*
                 }
             };
-            core.stats.ops_executed += n_ops + (pc - run) as u64;
+            core.stats.ops_executed += n_ops.0 + (pc - run) as u64;
+            core.stats.tlb_fast_hits += n_ops.1;
             exit
         }
     };

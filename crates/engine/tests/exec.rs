@@ -571,3 +571,55 @@ fn read_only_page() {
     assert_eq!(e.core.guest.faults, vec![(0x6000, Access::Write)]);
     assert_eq!(r(&e, PC), 0x1008);
 }
+
+/// `ops_executed` is exact (a taken branch skips ops, which are not counted), and every
+/// interpreter load and store is counted once: on the inline fast path or the slow path.
+#[test]
+fn op_and_tlb_counts_are_exact() {
+    use tci64_engine::ir::Cond;
+    use tci64_engine::Op;
+    let mut e = engine_with_ram(0x8000);
+    e.core.optimize = false;
+    e.core.guest.hand_ir = Some(vec![
+        Op::InsnStart { n: 0 },
+        Op::Const { d: 1, imm: 5 },
+        Op::BrCondI {
+            a: 1,
+            imm: 5,
+            cond: Cond::Eq,
+            t: 0,
+        },
+        Op::Const { d: 2, imm: 1 },
+        Op::Const { d: 3, imm: 1 },
+        Op::Label { id: 0 },
+        Op::Ld64 {
+            d: 4,
+            a: 9,
+            disp: 0,
+            mmu: 0,
+        },
+        Op::St64 {
+            v: 4,
+            a: 9,
+            disp: 8,
+            mmu: 0,
+        },
+        Op::Ld64 {
+            d: 5,
+            a: 9,
+            disp: 0,
+            mmu: 0,
+        },
+        Op::Exit { code: 7 },
+    ]);
+    set(&mut e, 9, 0x2000);
+    let mut bus = ToyBus::default();
+    assert_eq!(run_at(&mut e, &mut bus, 0x1000), Stop::Guest(7));
+    let s = e.core.stats;
+    // Const, BrCondI (taken), Ld64, St64, Ld64, Exit.
+    assert_eq!(s.ops_executed, 6, "{s:?}");
+    assert_eq!(r(&e, 2), 0);
+    // The first load walks the page tables; the store and the second load hit inline.
+    assert_eq!((s.tlb_slow, s.tlb_fast_hits), (1, 2), "{s:?}");
+    assert_eq!(s.tlb_misses, 2, "one data refill, one fetch: {s:?}");
+}

@@ -66,6 +66,9 @@ pub struct Stats {
     /// Data accesses that left the interpreter's inline TLB fast path (a TLB miss, MMIO, a
     /// page-crossing access or a store to a code page). Fast-path hits are not counted.
     pub tlb_slow: u64,
+    /// Data accesses served by the interpreter's inline TLB fast path (exact; all translated
+    /// data accesses = `tlb_fast_hits + tlb_slow`).
+    pub tlb_fast_hits: u64,
     /// Virtual time, nanoseconds since power-on.
     pub virtual_ns: u64,
 }
@@ -302,6 +305,7 @@ impl Machine {
             tb_lookups: s.hash_lookups,
             tlb_misses: s.tlb_misses,
             tlb_slow: s.tlb_slow,
+            tlb_fast_hits: s.tlb_fast_hits,
             virtual_ns: self.now_ns(),
         }
     }
