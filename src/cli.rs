@@ -77,8 +77,7 @@ pub struct Disk {
     pub snapshot: bool,
 }
 
-/// `-M microvm,...` switches. The machine has no knobs for them yet: they are parsed, kept and
-/// reported, so that QEMU microvm command lines run unchanged.
+/// `-M microvm,...` switches, as QEMU 7.2's microvm spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MicrovmOptions {
     pub acpi: bool,
@@ -121,8 +120,10 @@ pub struct Options {
     pub microvm: MicrovmOptions,
     /// `-M microvm` (default) or `-M pc`.
     pub machine: MachineType,
-    /// `-cpu qemu64,-apic` turns the local APIC off. Not yet passed to the machine.
+    /// `-cpu qemu64,-apic` turns the local APIC (and the IOAPIC) off.
     pub cpu_apic: bool,
+    /// `-cpu qemu64,-x2apic` hides x2APIC from CPUID.
+    pub cpu_x2apic: bool,
     /// `-global virtio-mmio.force-legacy=true|false`: legacy (version 1) or modern (version 2)
     /// virtio-mmio transports. QEMU 7.2 defaults to legacy. Not yet passed to the machine.
     pub virtio_mmio_force_legacy: bool,
@@ -148,6 +149,7 @@ impl Default for Options {
             microvm: MicrovmOptions::default(),
             machine: MachineType::Microvm,
             cpu_apic: true,
+            cpu_x2apic: true,
             virtio_mmio_force_legacy: true,
             no_reboot: false,
             icount: None,
@@ -322,7 +324,7 @@ where
                     }
                 }
             }
-            "-cpu" => o.cpu_apic = parse_cpu(&value("-cpu")?)?,
+            "-cpu" => (o.cpu_apic, o.cpu_x2apic) = parse_cpu(&value("-cpu")?)?,
             "-smp" => {
                 let v = value("-smp")?;
                 let n = v.strip_prefix("cpus=").unwrap_or(&v);
@@ -650,26 +652,29 @@ pub fn parse_machine(opt: &str, v: &str) -> Result<(MachineType, MicrovmOptions)
     Ok((MachineType::Microvm, m))
 }
 
-/// `-cpu qemu64[,-apic|,+apic|,apic=on|off]`: returns whether the local APIC is present.
-pub fn parse_cpu(v: &str) -> Result<bool, CliError> {
+/// `-cpu qemu64[,±apic|,apic=on|off][,±x2apic|,x2apic=on|off]`: returns whether the local APIC
+/// and x2APIC are present.
+pub fn parse_cpu(v: &str) -> Result<(bool, bool), CliError> {
     let mut parts = v.split(',');
     let model = parts.next().unwrap_or("");
     if model != "qemu64" {
         return err(format!("-cpu {model}: unknown CPU model (only qemu64)"));
     }
-    let mut apic = true;
+    let (mut apic, mut x2apic) = (true, true);
     for p in parts {
         match p {
             "-apic" | "apic=off" => apic = false,
             "+apic" | "apic=on" => apic = true,
+            "-x2apic" | "x2apic=off" => x2apic = false,
+            "+x2apic" | "x2apic=on" => x2apic = true,
             _ => {
                 return err(format!(
-                    "-cpu {v}: unsupported feature '{p}' (only -apic/+apic)"
+                    "-cpu {v}: unsupported feature '{p}' (only apic and x2apic can be switched)"
                 ))
             }
         }
     }
-    Ok(apic)
+    Ok((apic, x2apic))
 }
 
 /// `-global virtio-mmio.force-legacy=true|false`: returns force-legacy.
@@ -1155,6 +1160,10 @@ mod tests {
     #[test]
     fn cpu_and_global() {
         assert!(run(&["-cpu", "qemu64"]).cpu_apic);
+        assert!(run(&["-cpu", "qemu64"]).cpu_x2apic);
+        assert!(!run(&["-cpu", "qemu64,-x2apic"]).cpu_x2apic);
+        assert!(run(&["-cpu", "qemu64,-x2apic,+x2apic"]).cpu_x2apic);
+        assert!(run(&["-cpu", "qemu64,x2apic=on"]).cpu_x2apic);
         assert!(!run(&["-cpu", "qemu64,-apic"]).cpu_apic);
         assert!(!run(&["-cpu", "qemu64,apic=off"]).cpu_apic);
         assert!(run(&["-cpu", "qemu64,-apic,+apic"]).cpu_apic);
@@ -1164,7 +1173,7 @@ mod tests {
         );
         assert_eq!(
             fails(&["-cpu", "qemu64,+avx"]),
-            "-cpu qemu64,+avx: unsupported feature '+avx' (only -apic/+apic)"
+            "-cpu qemu64,+avx: unsupported feature '+avx' (only apic and x2apic can be switched)"
         );
         assert!(run(&[]).virtio_mmio_force_legacy);
         assert!(!run(&["-global", "virtio-mmio.force-legacy=false"]).virtio_mmio_force_legacy);

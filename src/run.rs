@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tci64_machine::{DiskConfig, Machine, MachineConfig, RunExit, TraceFlags};
+use tci64_machine::{
+    DiskConfig, Machine, MachineConfig, MachineType, PlatformConfig, RunExit, TraceFlags,
+};
 
 use crate::cli::Options;
 use crate::console::{EscapeAction, EscapeFilter, HELP};
@@ -101,13 +103,15 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
             read_only: d.read_only,
         });
     }
-    // Parsed for QEMU compatibility; the machine has no switch for these yet.
-    log::debug!(
-        "machine options not passed on yet: microvm {:?}, apic {}, virtio-mmio force-legacy {}",
-        o.microvm,
-        o.cpu_apic,
-        o.virtio_mmio_force_legacy
-    );
+    let microvm = o.machine == MachineType::Microvm;
+    let platform = PlatformConfig {
+        apic: o.cpu_apic,
+        x2apic: o.cpu_x2apic,
+        acpi: microvm && o.microvm.acpi,
+        pic: !microvm || o.microvm.pic,
+        pit: !microvm || o.microvm.pit,
+        rtc: !microvm || o.microvm.rtc,
+    };
     let config = MachineConfig {
         ram_bytes: o.ram_bytes,
         kernel,
@@ -123,6 +127,7 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         trace: o.trace,
         virtio_legacy: o.virtio_mmio_force_legacy,
         machine: o.machine,
+        platform,
     };
     let mut machine =
         Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())?;
@@ -172,6 +177,10 @@ fn run_loop(
                         "the guest asked for a reset; reboot is not implemented, so tci64 exits"
                     );
                 }
+                return (0, Ok(()));
+            }
+            RunExit::PowerOff => {
+                log::info!("the guest powered off");
                 return (0, Ok(()));
             }
             RunExit::Halted => {

@@ -96,6 +96,10 @@ fn machine_of(kind: MachineType, cmdline: &str, disk: Option<SharedDisk>) -> Mac
         trace: TraceFlags::default(),
         virtio_legacy: false,
         machine: kind,
+        platform: tci64_machine::PlatformConfig {
+            acpi: false,
+            ..Default::default()
+        },
     };
     Machine::new(config, Box::new(Clock(Instant::now()))).expect("machine")
 }
@@ -116,7 +120,7 @@ fn run(
         on_output(m, &out);
         match e {
             RunExit::Reset => return (out, true),
-            RunExit::Halted => return (out, false),
+            RunExit::Halted | RunExit::PowerOff => return (out, false),
             RunExit::Idle { .. } => std::thread::sleep(std::time::Duration::from_micros(200)),
             RunExit::Budget => {}
         }

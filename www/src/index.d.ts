@@ -8,7 +8,7 @@ export type Bytes = Uint8Array | ArrayBuffer | ArrayBufferView;
 
 /** Why the machine stopped by itself: the guest rebooted/exited (`reboot`, panic with
  * `panic=-1`, triple fault), or halted with interrupts off for good. */
-export type ExitReason = 'reset' | 'halted';
+export type ExitReason = 'reset' | 'poweroff' | 'halted';
 
 export interface Tci64Stats {
   /** Guest instructions executed. */

@@ -185,7 +185,7 @@ export class Runner {
         sleepMs = Math.min(MAX_IDLE_MS, Math.max(0, (untilNs - this.vm.nowNs()) / 1e6));
         if (sleepMs > 0 && !this.pending.length) break;
       } else if (kind >= 2) {
-        exit = kind === 2 ? 'reset' : 'halted';
+        exit = kind === 2 ? 'reset' : kind === 4 ? 'poweroff' : 'halted';
         break;
       }
       if (performance.now() - t0 >= SLICE_MS) break;

@@ -32,6 +32,8 @@ pub mod cf9;
 pub mod i8042;
 pub mod i8254;
 pub mod i8259;
+pub mod ioapic;
+pub mod lapic;
 pub mod mc146818;
 pub mod misc;
 pub mod pci;

@@ -1,21 +1,16 @@
-//! The board: every device, the virtual clock, and the bus the CPU talks to.
+//! The board: the device registry, the interrupt fabric, the virtual clock, and the bus the
+//! CPU talks to.
 
-use crate::memmap::{MemoryMap, RegionKind};
+use crate::adapters::Serial;
+use crate::interrupts::Interrupts;
+use crate::memmap::MemoryMap;
+use crate::registry::{Ctx, Events, Registry, Target};
 use crate::HostClock;
-use tci64_devices::cf9::ResetControl;
-use tci64_devices::i8042::I8042;
-use tci64_devices::i8254::Pit;
-use tci64_devices::i8259::Pic;
-use tci64_devices::mc146818::Rtc;
-use tci64_devices::misc::{Port92, PostPort};
-use tci64_devices::pci::{Access, PciBus};
 use tci64_devices::uart16550::Uart16550;
-use tci64_devices::virtio::blk::VirtioBlk;
-use tci64_devices::virtio::mmio::VirtioMmio;
-use tci64_devices::virtio::{GuestMemory, MemError};
+use tci64_devices::virtio::GuestMemory;
 use tci64_devices::PioDevice;
 use tci64_engine::MmioBus;
-use tci64_x86::X86Bus;
+use tci64_x86::{InterruptController, X86Bus};
 
 /// COM1's interrupt line.
 pub const UART_IRQ: u8 = 4;
@@ -60,228 +55,245 @@ impl VirtualClock {
     }
 }
 
-/// A guest-memory view that refuses access: MMIO writes other than queue notifications never
-/// touch guest memory.
-struct NoMemory;
-
-impl GuestMemory for NoMemory {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        Err(MemError {
-            addr,
-            len: buf.len() as u64,
-        })
-    }
-    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemError> {
-        Err(MemError {
-            addr,
-            len: buf.len() as u64,
-        })
-    }
-}
-
-/// One virtio-mmio transport with its disk.
-pub struct VirtioSlotDev {
-    pub base: u64,
-    pub size: u64,
-    pub irq: u8,
-    pub dev: VirtioMmio<VirtioBlk>,
-}
+/// The physical address width the APIC base MSR checks against (CPUID 0x80000008).
+const PHYS_BITS: u32 = 40;
 
 /// All devices of the PC.
 pub struct Board {
     pub clock: VirtualClock,
     pub map: MemoryMap,
-    pub uart: Uart16550,
-    pub pic: Pic,
-    pub pit: Pit,
-    pub rtc: Rtc,
-    pub i8042: I8042,
-    pub post: PostPort,
-    pub port92: Port92,
-    pub cf9: ResetControl,
-    pub virtio: Vec<VirtioSlotDev>,
-    /// Queue notifications (device index, value) waiting for guest memory.
-    pub notifies: Vec<(usize, u32)>,
-    /// The PCI bus (`-M pc`), reached at 0xCF8-0xCFF and through its BARs.
-    pub pci: Option<PciBus>,
-    /// A PCI device has work that needs guest memory (`PciBus::service`).
-    pub pci_service: bool,
-    /// A device asked for a reset.
-    pub reset: bool,
-    /// Ports nobody claims, already reported (to log each once).
-    unclaimed_logged: std::collections::BTreeSet<u16>,
+    /// The interrupt controllers and the line router.
+    pub intc: Interrupts,
+    /// Every other device, with its ranges and lines.
+    pub devices: Registry,
+    /// What the run loop must act on.
+    pub events: Events,
+    /// The registry index of COM1 (the console).
+    serial: usize,
 }
 
 impl Board {
+    /// A board of `devices` (one of which, at index `serial`, is the console UART).
     pub fn new(
         clock: VirtualClock,
         map: MemoryMap,
-        rtc_epoch_secs: u64,
-        virtio: Vec<VirtioSlotDev>,
+        intc: Interrupts,
+        devices: Registry,
+        serial: usize,
     ) -> Self {
-        let now = clock.now();
         Board {
             clock,
             map,
-            uart: Uart16550::new(0x3f8),
-            pic: Pic::new(),
-            pit: Pit::new(now),
-            rtc: Rtc::new(rtc_epoch_secs as i64),
-            i8042: I8042::new(),
-            post: PostPort::default(),
-            port92: Port92::default(),
-            cf9: ResetControl::default(),
-            virtio,
-            notifies: Vec::new(),
-            pci: None,
-            pci_service: false,
-            reset: false,
-            unclaimed_logged: Default::default(),
+            intc,
+            devices,
+            events: Events::default(),
+            serial,
         }
     }
 
-    /// Feed every device's interrupt output into the PIC and collect reset requests.
+    /// Refresh every device's outputs and the local APIC timers at `now`.
     pub fn update_irqs(&mut self, now: u64) {
-        let edges = self.pit.irq0_edges(now);
-        if edges > 0 {
-            self.pic.set_irq(0, true);
-            self.pic.set_irq(0, false);
-        }
-        self.rtc.update(now);
-        self.pic.set_irq(RTC_IRQ, self.rtc.irq_level());
-        self.pic.set_irq(UART_IRQ, self.uart.irq_level());
-        for v in &self.virtio {
-            self.pic.set_irq(v.irq, v.dev.irq_level());
-        }
-        self.update_pci_irqs();
-        self.reset |= self.port92.take_reset_request()
-            | self.cf9.take_reset_request()
-            | self.i8042.take_reset_request();
-    }
-
-    /// Drive the PCI INTx lines into the PIC (a shared line is the OR of its devices).
-    pub fn update_pci_irqs(&mut self) {
-        if let Some(pci) = &self.pci {
-            let (lines, levels) = (pci.irq_lines(), pci.irq_levels());
-            for line in 0..16u8 {
-                if lines & (1 << line) != 0 {
-                    self.pic.set_irq(line, levels & (1 << line) != 0);
-                }
-            }
+        let mut cx = Ctx {
+            now,
+            irq: &mut self.intc,
+            events: &mut self.events,
+        };
+        self.devices.update_all(&mut cx);
+        for l in &mut self.intc.lapics {
+            l.update(now);
         }
     }
 
-    /// The next virtual time a device needs attention.
+    /// The next virtual time a device or a local APIC timer needs attention.
     pub fn next_deadline(&self, now: u64) -> Option<u64> {
-        [
-            self.pit.next_deadline_ns(now),
-            self.rtc.next_deadline_ns(now),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let apic = self
+            .intc
+            .lapics
+            .iter()
+            .filter_map(|l| l.next_deadline_ns())
+            .min();
+        [self.devices.next_deadline(now), apic]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    fn virtio_at(&self, paddr: u64) -> Option<usize> {
-        match self.map.lookup(paddr)?.kind {
-            RegionKind::VirtioMmio { .. } => self
-                .virtio
-                .iter()
-                .position(|v| paddr >= v.base && paddr < v.base + v.size),
-            _ => None,
+    /// Let devices finish work that needs guest memory, then refresh their outputs.
+    pub fn service(&mut self, mem: &mut dyn GuestMemory) {
+        if !std::mem::take(&mut self.events.service) {
+            return;
         }
+        let now = self.clock.now();
+        for e in self.devices.entries_mut() {
+            e.dev.service(mem);
+        }
+        let mut cx = Ctx {
+            now,
+            irq: &mut self.intc,
+            events: &mut self.events,
+        };
+        self.devices.update_all(&mut cx);
+    }
+
+    /// The console UART.
+    pub fn uart(&mut self) -> &mut Uart16550 {
+        let e = &mut self.devices.entries_mut()[self.serial];
+        &mut e
+            .dev
+            .as_any_mut()
+            .downcast_mut::<Serial>()
+            .expect("the serial index names a Serial")
+            .uart
+    }
+
+    /// Feed bytes to the console; returns how many were accepted.
+    pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
+        let n = self.uart().receive(bytes);
+        let now = self.clock.now();
+        let mut cx = Ctx {
+            now,
+            irq: &mut self.intc,
+            events: &mut self.events,
+        };
+        self.devices.entries_mut()[self.serial].dev.update(&mut cx);
+        n
+    }
+
+    /// Flush every disk.
+    pub fn flush(&mut self) -> Result<(), String> {
+        for e in self.devices.entries_mut() {
+            e.dev.flush().map_err(|err| format!("{}: {err}", e.name))?;
+        }
+        Ok(())
+    }
+
+    /// A device access with its context; the device's outputs are refreshed after it.
+    fn with_device<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut dyn crate::registry::Device, &mut Ctx) -> R,
+    ) -> R {
+        let now = self.clock.now();
+        let mut cx = Ctx {
+            now,
+            irq: &mut self.intc,
+            events: &mut self.events,
+        };
+        let dev = &mut *self.devices.entries_mut()[i].dev;
+        let r = f(dev, &mut cx);
+        dev.update(&mut cx);
+        r
+    }
+
+    /// The local APIC page of CPU 0 holds `paddr`.
+    fn lapic_at(&self, paddr: u64) -> bool {
+        self.intc
+            .lapics
+            .first()
+            .is_some_and(|l| l.mmio_enabled() && paddr & !0xfff == l.mmio_base())
     }
 }
 
 impl MmioBus for Board {
     fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
-        if let Some(i) = self.virtio_at(paddr) {
-            let v = &mut self.virtio[i];
-            let mut b = [0u8; 8];
-            let n = (size as usize).min(8);
-            v.dev.mmio_read(paddr - v.base, &mut b[..n]);
-            return u64::from_le_bytes(b);
+        if self.lapic_at(paddr) {
+            let now = self.clock.now();
+            return self.intc.lapics[0].mmio_read(now, paddr & 0xfff) as u64;
         }
-        if let Some(pci) = &mut self.pci {
-            let mut b = [0u8; 8];
-            let n = (size as usize).min(8);
-            if pci.mmio_read(paddr, &mut b[..n]) {
-                // Reads can lower INTx (virtio's ISR is read-to-clear).
-                self.update_pci_irqs();
-                return u64::from_le_bytes(b);
+        match self.devices.mmio_target(paddr) {
+            Some(Target::Device(i)) => self.with_device(i, |d, cx| d.mmio_read(cx, paddr, size)),
+            Some(Target::IoApic) => match &mut self.intc.ioapic {
+                Some(io) => io.mmio_read(paddr & 0xff) as u64,
+                None => u64::MAX,
+            },
+            _ => {
+                log::trace!("unclaimed MMIO read {paddr:#x}/{size}");
+                u64::MAX
             }
         }
-        log::trace!("unclaimed MMIO read {paddr:#x}/{size}");
-        u64::MAX
     }
 
     fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
-        if let Some(i) = self.virtio_at(paddr) {
-            let v = &mut self.virtio[i];
-            let off = paddr - v.base;
-            if off == tci64_devices::virtio::mmio::REG_QUEUE_NOTIFY {
-                // Processing needs guest memory: finish it when the CPU returns.
-                self.notifies.push((i, value as u32));
-                return;
-            }
-            let n = (size as usize).min(8);
-            v.dev
-                .mmio_write(off, &value.to_le_bytes()[..n], &mut NoMemory);
-            let (irq, level) = (v.irq, v.dev.irq_level());
-            self.pic.set_irq(irq, level);
+        if self.lapic_at(paddr) {
+            let now = self.clock.now();
+            self.intc.lapics[0].mmio_write(now, paddr & 0xfff, value as u32);
+            self.intc.route_eois();
             return;
         }
-        if let Some(pci) = &mut self.pci {
-            let n = (size as usize).min(8);
-            match pci.mmio_write(paddr, &value.to_le_bytes()[..n]) {
-                // Processing needs guest memory: finish it when the CPU returns.
-                Some(Access::NeedsService) => {
-                    self.pci_service = true;
-                    return;
-                }
-                Some(Access::Done) => {
-                    self.update_pci_irqs();
-                    return;
-                }
-                None => {}
+        match self.devices.mmio_target(paddr) {
+            Some(Target::Device(i)) => {
+                self.with_device(i, |d, cx| d.mmio_write(cx, paddr, size, value))
             }
+            Some(Target::IoApic) => {
+                if let Some(io) = &mut self.intc.ioapic {
+                    io.mmio_write(paddr & 0xff, value as u32);
+                }
+                self.intc.deliver_ioapic();
+            }
+            _ => log::trace!("unclaimed MMIO write {paddr:#x}/{size} = {value:#x}"),
         }
-        log::trace!("unclaimed MMIO write {paddr:#x}/{size} = {value:#x}");
+    }
+}
+
+impl InterruptController for Board {
+    fn intr_pending(&mut self) -> bool {
+        self.intc.intr_pending()
+    }
+
+    fn intr_ack(&mut self) -> u8 {
+        self.intc.intr_ack()
+    }
+
+    fn take_nmi(&mut self) -> bool {
+        self.intc.lapics.first_mut().is_some_and(|l| l.take_nmi())
+    }
+
+    fn apic_msr_read(&mut self, msr: u32) -> Option<u64> {
+        let now = self.clock.now();
+        let l = self.intc.lapics.first_mut()?;
+        match msr {
+            0x1b => Some(l.base_msr()),
+            0x6e0 => Some(l.tsc_deadline()),
+            _ => l.msr_read(now, msr),
+        }
+    }
+
+    fn apic_msr_write(&mut self, msr: u32, value: u64) -> Option<bool> {
+        let now = self.clock.now();
+        let l = self.intc.lapics.first_mut()?;
+        let ok = match msr {
+            0x1b => l.set_base_msr(value, PHYS_BITS),
+            0x6e0 => {
+                l.set_tsc_deadline(now, value);
+                true
+            }
+            _ => l.msr_write(now, msr, value),
+        };
+        self.intc.route_eois();
+        Some(ok)
+    }
+
+    fn set_task_priority(&mut self, cr8: u8) {
+        if let Some(l) = self.intc.lapics.first_mut() {
+            l.set_cr8(cr8);
+        }
+    }
+
+    fn task_priority(&mut self) -> Option<u8> {
+        self.intc.lapics.first().map(|l| l.cr8())
     }
 }
 
 impl X86Bus for Board {
     fn pio_read(&mut self, port: u16, size: u8) -> u32 {
-        let now = self.clock.now();
-        let v = match port {
-            0x3f8..=0x3ff => {
-                let v = self.uart.pio_read(port, size);
-                self.pic.set_irq(UART_IRQ, self.uart.irq_level());
-                v
-            }
-            0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => self.pic.pio_read(port, size),
-            0x40..=0x43 | 0x61 => self.pit.pio_read(now, port) as u32,
-            0x70 | 0x71 => {
-                let v = self.rtc.pio_read(now, port) as u32;
-                self.pic.set_irq(RTC_IRQ, self.rtc.irq_level());
-                v
-            }
-            0x60 | 0x64 => self.i8042.pio_read(port, size),
-            0x80 => self.post.pio_read(port, size),
-            0x92 => self.port92.pio_read(port, size),
-            0xcf9 if size == 1 => self.cf9.pio_read(port, size),
-            0xcf8..=0xcff if self.pci.is_some() => self
-                .pci
-                .as_mut()
-                .map_or(u32::MAX, |p| p.pio_read(port, size)),
+        let v = match self.devices.port_target(port) {
+            Some(Target::Device(i)) => self.with_device(i, |d, cx| d.pio_read(cx, port, size)),
+            Some(Target::Pic) => match &mut self.intc.pic {
+                Some(p) => p.pio_read(port, size),
+                None => u32::MAX,
+            },
             _ => {
-                // A PCI I/O BAR, else nobody.
-                if let Some(v) = self.pci.as_mut().and_then(|p| p.io_read(port, size)) {
-                    return v;
-                }
-                if self.unclaimed_logged.insert(port) {
-                    log::debug!("unclaimed port read {port:#x}/{size}");
-                }
+                self.devices.log_unclaimed(port, "read");
                 u32::MAX
             }
         };
@@ -293,62 +305,17 @@ impl X86Bus for Board {
     }
 
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
-        let now = self.clock.now();
-        match port {
-            0x3f8..=0x3ff => {
-                self.uart.pio_write(port, size, value);
-                self.pic.set_irq(UART_IRQ, self.uart.irq_level());
+        match self.devices.port_target(port) {
+            Some(Target::Device(i)) => {
+                self.with_device(i, |d, cx| d.pio_write(cx, port, size, value))
             }
-            0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => self.pic.pio_write(port, size, value),
-            0x40..=0x43 | 0x61 => self.pit.pio_write(now, port, value as u8),
-            0x70 | 0x71 => {
-                self.rtc.pio_write(now, port, value as u8);
-                self.pic.set_irq(RTC_IRQ, self.rtc.irq_level());
-            }
-            0x60 | 0x64 => {
-                self.i8042.pio_write(port, size, value);
-                self.reset |= self.i8042.take_reset_request();
-            }
-            0x80 => self.post.pio_write(port, size, value),
-            0x92 => {
-                self.port92.pio_write(port, size, value);
-                self.reset |= self.port92.take_reset_request();
-            }
-            0xcf9 if size == 1 => {
-                self.cf9.pio_write(port, size, value);
-                self.reset |= self.cf9.take_reset_request();
-            }
-            0xcf8..=0xcff if self.pci.is_some() => {
-                if let Some(p) = self.pci.as_mut() {
+            Some(Target::Pic) => {
+                if let Some(p) = &mut self.intc.pic {
                     p.pio_write(port, size, value);
-                    // virtio's PCI_CFG window can reach the notify area from config space.
-                    self.pci_service |= p.take_service_request();
-                }
-                // A command register write can mask or unmask INTx.
-                self.update_pci_irqs();
-            }
-            _ => {
-                if let Some(a) = self
-                    .pci
-                    .as_mut()
-                    .and_then(|p| p.io_write(port, size, value))
-                {
-                    self.pci_service |= a == Access::NeedsService;
-                    return;
-                }
-                if self.unclaimed_logged.insert(port) {
-                    log::debug!("unclaimed port write {port:#x}/{size} = {value:#x}");
                 }
             }
+            _ => self.devices.log_unclaimed(port, "write"),
         }
-    }
-
-    fn intr_pending(&mut self) -> bool {
-        self.pic.interrupt_pending()
-    }
-
-    fn intr_ack(&mut self) -> u8 {
-        self.pic.acknowledge()
     }
 
     fn tsc(&mut self, icount: u64) -> u64 {
@@ -357,6 +324,7 @@ impl X86Bus for Board {
     }
 
     fn take_stop_request(&mut self) -> bool {
-        !self.notifies.is_empty() || self.reset || self.pci_service
+        let e = &self.events;
+        e.service || e.reset || e.poweroff
     }
 }

@@ -31,6 +31,49 @@ pub enum MachineType {
     Pc,
 }
 
+/// The platform devices (`-M microvm,acpi=..,pic=..,pit=..,rtc=..`, `-cpu qemu64,-apic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// A local APIC per CPU and an IOAPIC (`-cpu qemu64,-apic` turns both off).
+    pub apic: bool,
+    /// CPUID advertises x2APIC (`-cpu qemu64,-x2apic` turns it off).
+    pub x2apic: bool,
+    /// ACPI tables (RSDP, XSDT, FADT, MADT, DSDT). On `-M microvm` this also decides how the
+    /// virtio-mmio transports are announced: in the DSDT (on) or on the command line (off).
+    pub acpi: bool,
+    /// The 8259 pair.
+    pub pic: bool,
+    /// The 8254 PIT.
+    pub pit: bool,
+    /// The MC146818 RTC.
+    pub rtc: bool,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig {
+            apic: true,
+            x2apic: true,
+            acpi: true,
+            pic: true,
+            pit: true,
+            rtc: true,
+        }
+    }
+}
+
+impl PlatformConfig {
+    /// Today's legacy machine: no APIC, no ACPI (8259 + PIT).
+    pub fn legacy() -> Self {
+        PlatformConfig {
+            apic: false,
+            x2apic: false,
+            acpi: false,
+            ..Default::default()
+        }
+    }
+}
+
 /// Everything needed to build a [`crate::Machine`].
 pub struct MachineConfig {
     /// Guest RAM size in bytes (`-m`).
@@ -56,4 +99,6 @@ pub struct MachineConfig {
     pub virtio_legacy: bool,
     /// The board (`-M microvm` or `-M pc`).
     pub machine: MachineType,
+    /// Interrupt controllers, firmware tables and the optional legacy devices.
+    pub platform: PlatformConfig,
 }

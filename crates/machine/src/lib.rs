@@ -4,21 +4,22 @@
 //! The machine is host-independent: it uses no files, threads, clocks or stdin. Hosts (the CLI,
 //! the web crate) hand it bytes and a [`HostClock`], and read serial output back.
 
+pub mod adapters;
 pub mod board;
 pub mod boot;
 pub mod config;
 pub mod error;
+pub mod interrupts;
 pub mod memmap;
 pub mod pc;
+pub mod registry;
+pub mod wiring;
 
-pub use config::{DiskConfig, MachineConfig, MachineType, TraceFlags};
+pub use config::{DiskConfig, MachineConfig, MachineType, PlatformConfig, TraceFlags};
 pub use error::MachineError;
 
-use board::{Board, VirtioSlotDev, VirtualClock};
+use board::{Board, VirtualClock};
 use memmap::MemoryMap;
-use tci64_devices::virtio::blk::VirtioBlk;
-use tci64_devices::virtio::mmio::VirtioMmio;
-use tci64_devices::virtio::pci::VirtioPci;
 use tci64_devices::virtio::{GuestMemory, MemError};
 use tci64_x86::{Cpu, CpuExit, LongModeEntry};
 
@@ -35,6 +36,8 @@ pub enum RunExit {
     Reset,
     /// The guest halted with interrupts disabled: nothing can ever wake it.
     Halted,
+    /// The guest powered the machine off (ACPI S5). Hosts exit with status 0.
+    PowerOff,
 }
 
 /// The host's monotonic clock, in nanoseconds since an arbitrary origin.
@@ -164,31 +167,24 @@ impl Machine {
             c.guest.trace_int = t.int;
             c.guest.trace_unimp = t.unimp;
         }
-        let mut virtio = Vec::new();
-        let mut pci_disks = Vec::new();
-        if config.machine == MachineType::Pc {
-            pci_disks = std::mem::take(&mut config.disks);
-        }
-        for (i, d) in config.disks.into_iter().enumerate() {
-            let slot = map
-                .disk_slot(i)
-                .ok_or_else(|| MachineError::Config(format!("no virtio-mmio slot for disk {i}")))?;
-            let blk = VirtioBlk::new(d.backend, d.read_only);
-            virtio.push(VirtioSlotDev {
-                base: slot.base,
-                size: slot.size,
-                irq: slot.irq,
-                dev: VirtioMmio::new(blk, config.virtio_legacy),
-            });
+        if config.platform.apic {
+            cpu.core_mut().guest.model = tci64_x86::system::cpuid::CpuModel {
+                apic: true,
+                x2apic: config.platform.x2apic,
+                tsc_deadline: true,
+            };
         }
         let vclock = VirtualClock::new(clock, config.icount_shift);
-        let mut board = Board::new(vclock, map, config.rtc_epoch_secs, virtio);
-        if config.machine == MachineType::Pc {
-            let pci = pc::build_pci(pci_disks)?;
-            // Level-triggered PCI lines, as a BIOS programs the ELCR.
-            board.pic.set_elcr(pci.irq_lines());
-            board.pci = Some(pci);
-        }
+        let w = wiring::build(
+            config.machine,
+            &config.platform,
+            &map,
+            vclock.now(),
+            config.rtc_epoch_secs,
+            std::mem::take(&mut config.disks),
+            config.virtio_legacy,
+        )?;
+        let board = Board::new(vclock, map, w.intc, w.devices, w.serial);
         log::info!(
             "loaded {} ({:?}, protocol {:#x}) entry {:#x}, command line: {cmdline}",
             config.kernel_name,
@@ -203,24 +199,10 @@ impl Machine {
         })
     }
 
-    /// Finish queue notifications that needed guest memory, and refresh interrupt lines.
+    /// Finish device work that needed guest memory, and refresh interrupt lines.
     fn service_devices(&mut self) {
-        let notifies = std::mem::take(&mut self.board.notifies);
-        for (i, value) in notifies {
-            let v = &mut self.board.virtio[i];
-            v.dev.mmio_write(
-                tci64_devices::virtio::mmio::REG_QUEUE_NOTIFY,
-                &value.to_le_bytes(),
-                &mut DmaMemory(&mut self.cpu),
-            );
-        }
-        if self.board.pci_service {
-            self.board.pci_service = false;
-            if let Some(pci) = &mut self.board.pci {
-                pci.service(&mut DmaMemory(&mut self.cpu));
-            }
-        }
         self.board.clock.slice_icount = self.cpu.icount();
+        self.board.service(&mut DmaMemory(&mut self.cpu));
         let now = self.board.clock.now();
         self.board.update_irqs(now);
     }
@@ -230,9 +212,13 @@ impl Machine {
         let end = self.cpu.icount().saturating_add(budget);
         loop {
             self.service_devices();
-            if self.board.reset {
-                self.board.reset = false;
+            if self.board.events.reset {
+                self.board.events.reset = false;
                 return RunExit::Reset;
+            }
+            if self.board.events.poweroff {
+                self.board.events.poweroff = false;
+                return RunExit::PowerOff;
             }
             let now_icount = self.cpu.icount();
             if now_icount >= end {
@@ -252,10 +238,13 @@ impl Machine {
                 CpuExit::Reset => return RunExit::Reset,
                 CpuExit::Halted { interrupts_enabled } => {
                     self.service_devices();
-                    if self.board.pic.interrupt_pending() && interrupts_enabled {
+                    if self.board.events.reset || self.board.events.poweroff {
                         continue;
                     }
-                    if !interrupts_enabled && self.board.notifies.is_empty() {
+                    if self.board.intc.intr_pending() && interrupts_enabled {
+                        continue;
+                    }
+                    if !interrupts_enabled && !self.board.events.service {
                         return RunExit::Halted;
                     }
                     let now = self.board.clock.now();
@@ -274,16 +263,12 @@ impl Machine {
     /// Feed bytes typed by the user to the serial port; returns how many were accepted (the
     /// rest must be offered again later).
     pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
-        let n = self.board.uart.receive(bytes);
-        self.board
-            .pic
-            .set_irq(board::UART_IRQ, self.board.uart.irq_level());
-        n
+        self.board.serial_input(bytes)
     }
 
     /// Take the bytes the guest wrote to the serial port since the last call.
     pub fn take_serial_output(&mut self) -> Vec<u8> {
-        self.board.uart.take_output()
+        self.board.uart().take_output()
     }
 
     /// Virtual time now, in nanoseconds since power-on.
@@ -312,22 +297,14 @@ impl Machine {
 
     /// Flush every disk backend (called at exit).
     pub fn flush_disks(&mut self) -> Result<(), MachineError> {
-        for v in &mut self.board.virtio {
-            v.dev
-                .device_mut()
-                .backend_mut()
-                .flush()
-                .map_err(|e| MachineError::Config(format!("flushing a disk: {e}")))?;
-        }
-        for dev in self.board.pci.iter_mut().flat_map(|p| p.devices_mut()) {
-            if let Some(blk) = dev.as_any_mut().downcast_mut::<VirtioPci<VirtioBlk>>() {
-                blk.device_mut()
-                    .backend_mut()
-                    .flush()
-                    .map_err(|e| MachineError::Config(format!("flushing a disk: {e}")))?;
-            }
-        }
-        Ok(())
+        self.board
+            .flush()
+            .map_err(|e| MachineError::Config(format!("flushing a disk: {e}")))
+    }
+
+    /// The board (devices, interrupt controllers), for inspection.
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     /// The CPU (for tests and debugging).

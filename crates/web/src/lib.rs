@@ -58,7 +58,7 @@ impl BlockBackend for SharedDisk {
 
 /// Why [`Core::run`] returned, flattened for JavaScript: `kind` is 0 = budget used up,
 /// 1 = idle until `until_ns` of virtual time, 2 = the guest reset (its way of exiting),
-/// 3 = halted for good.
+/// 3 = halted for good, 4 = the guest powered off (ACPI S5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
     pub kind: u32,
@@ -79,6 +79,10 @@ impl From<RunExit> for Status {
             },
             RunExit::Halted => Status {
                 kind: 3,
+                until_ns: 0,
+            },
+            RunExit::PowerOff => Status {
+                kind: 4,
                 until_ns: 0,
             },
         }
@@ -147,6 +151,11 @@ impl Core {
             // QEMU's microvm default, as the CLI.
             virtio_legacy: true,
             machine: Default::default(),
+            // microvm with the APIC; the disk is announced on the command line (acpi=off).
+            platform: tci64_machine::PlatformConfig {
+                acpi: false,
+                ..Default::default()
+            },
         };
         let machine = Machine::new(config, clock).map_err(|e| e.to_string())?;
         Ok(Core { machine, disk })
@@ -219,7 +228,7 @@ mod wasm {
     }
 
     /// What `Vm.run` returned: `kind` 0 = budget used up, 1 = idle (nothing happens before
-    /// virtual time `untilNs`), 2 = the guest reset (exited), 3 = halted for good.
+    /// virtual time `untilNs`), 2 = the guest reset (exited), 3 = halted for good, 4 = powered off.
     #[wasm_bindgen]
     pub struct RunStatus {
         pub kind: u32,

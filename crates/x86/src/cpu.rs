@@ -197,6 +197,9 @@ impl Guest for X86State {
         if bus.take_stop_request() {
             return Some(Stop::Guest(stop::ATTENTION));
         }
+        if bus.take_nmi() {
+            core.guest.nmi_pending = true;
+        }
         if core.guest.irq_shadow {
             core.guest.irq_shadow = false;
         } else if core.guest.nmi_pending && !core.guest.nmi_blocked {

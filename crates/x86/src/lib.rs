@@ -17,7 +17,7 @@ pub mod state;
 pub mod system;
 pub mod translate;
 
-pub use bus::X86Bus;
+pub use bus::{InterruptController, X86Bus};
 pub use cpu::{Cpu, CpuExit, LongModeEntry};
 pub use state::X86State;
 

@@ -147,6 +147,8 @@ pub struct X86State {
     pub trace_unimp: bool,
     /// `-d in_asm`: log guest instructions as translated.
     pub trace_in_asm: bool,
+    /// The machine-dependent CPUID features (local APIC, x2APIC, TSC-deadline).
+    pub model: crate::system::cpuid::CpuModel,
 }
 
 impl Default for X86State {
@@ -198,6 +200,7 @@ impl Default for X86State {
             trace_int: false,
             trace_unimp: false,
             trace_in_asm: false,
+            model: Default::default(),
         }
     }
 }

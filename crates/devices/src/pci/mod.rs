@@ -429,6 +429,10 @@ pub trait PciDevice: Any {
     }
     /// For downcasting to the concrete device.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Make completed writes durable (disks flush their backend).
+    fn flush(&mut self) -> Result<(), crate::block::BlockError> {
+        Ok(())
+    }
 
     /// A config space read (the bus adds status bit 3 from [`PciDevice::intx_level`]). Devices
     /// with config registers that have side effects override it.
@@ -667,6 +671,14 @@ impl PciBus {
                 slot.dev.service(mem);
             }
         }
+    }
+
+    /// Flush every function (see [`PciDevice::flush`]).
+    pub fn flush(&mut self) -> Result<(), crate::block::BlockError> {
+        for slot in self.slots.iter_mut().flatten() {
+            slot.dev.flush()?;
+        }
+        Ok(())
     }
 
     /// The 8259 lines PCI devices are wired to (bit n = IRQ n).

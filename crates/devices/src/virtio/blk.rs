@@ -459,6 +459,10 @@ impl VirtioDevice for VirtioBlk {
         queue.needs_notification(mem)
     }
 
+    fn flush(&mut self) -> Result<(), crate::block::BlockError> {
+        self.backend_mut().flush()
+    }
+
     fn reset(&mut self) {
         self.driver_features = 0;
     }

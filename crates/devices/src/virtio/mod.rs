@@ -112,4 +112,8 @@ pub trait VirtioDevice {
     ) -> Result<bool, QueueError>;
     /// Back to the post-reset state (the transport resets the queues).
     fn reset(&mut self);
+    /// Make completed writes durable (disks flush their backend; others have nothing to do).
+    fn flush(&mut self) -> Result<(), crate::block::BlockError> {
+        Ok(())
+    }
 }

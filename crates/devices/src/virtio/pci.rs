@@ -592,6 +592,9 @@ impl<D: VirtioDevice + 'static> PciDevice for VirtioPci<D> {
         self.isr != 0
     }
 
+    fn flush(&mut self) -> Result<(), crate::block::BlockError> {
+        self.device_mut().flush()
+    }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }

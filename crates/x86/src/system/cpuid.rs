@@ -5,9 +5,31 @@ use crate::regs::*;
 use crate::X86;
 use tci64_engine::Core;
 
+/// The features that depend on the machine rather than on the instruction set: whether the
+/// CPU has a local APIC (`-cpu qemu64,-apic` removes it), x2APIC mode and the TSC-deadline
+/// timer mode. Kept per CPU in [`crate::X86State::model`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuModel {
+    /// Leaf 1 EDX.9: an on-chip local APIC.
+    pub apic: bool,
+    /// Leaf 1 ECX.21: x2APIC (only with `apic`).
+    pub x2apic: bool,
+    /// Leaf 1 ECX.24: the LVT timer's TSC-deadline mode (only with `apic`).
+    pub tsc_deadline: bool,
+}
+
+impl CpuModel {
+    /// A CPU with a local APIC, x2APIC and TSC-deadline (the machine's default).
+    pub const WITH_APIC: CpuModel = CpuModel {
+        apic: true,
+        x2apic: true,
+        tsc_deadline: true,
+    };
+}
+
 /// Optional features: flip a bit to `true` once the instructions behind it are complete.
 /// Everything not listed here is either always present (see [`leaf`]) or never advertised
-/// (APIC, x2APIC, hypervisor, TSC-deadline, XSAVE, SMEP/SMAP, FSGSBASE, PCID, INVPCID,
+/// (hypervisor, XSAVE, SMEP/SMAP, FSGSBASE, PCID, INVPCID,
 /// RDPID, RDRAND, SEP, MTRR, MCE/MCA).
 pub struct Features {
     /// x87 FPU (leaf 1 EDX.0): required by x86-64 Linux.
@@ -67,8 +89,11 @@ pub const FEATURES: Features = Features {
     rdtscp: true,
 };
 
-/// Highest basic leaf.
-pub const MAX_LEAF: u32 = 0xd;
+/// Highest basic leaf (0x15/0x16 give the TSC and core frequencies).
+pub const MAX_LEAF: u32 = 0x16;
+/// The TSC and local APIC timer input frequency: the machine's 1 GHz virtual clock (one tick
+/// per virtual nanosecond, with or without `-icount`).
+pub const TSC_HZ: u32 = 1_000_000_000;
 /// Highest extended leaf.
 pub const MAX_EXT_LEAF: u32 = 0x8000_0008;
 /// Family 6, model 0x17 (Penryn-like), stepping 10. A family-6 model from before Nehalem on
@@ -102,9 +127,10 @@ fn brand(word: usize) -> u32 {
 }
 
 /// Leaf 1 EDX.
-pub fn leaf1_edx() -> u32 {
+pub fn leaf1_edx(m: &CpuModel) -> u32 {
     let f = &FEATURES;
-    b(f.fpu, 0)
+    b(m.apic, 9)
+        | b(f.fpu, 0)
         | (1 << 3) // PSE
         | (1 << 4) // TSC
         | (1 << 5) // MSR
@@ -121,9 +147,11 @@ pub fn leaf1_edx() -> u32 {
 }
 
 /// Leaf 1 ECX.
-pub fn leaf1_ecx() -> u32 {
+pub fn leaf1_ecx(m: &CpuModel) -> u32 {
     let f = &FEATURES;
-    b(f.sse3, 0)
+    b(m.apic && m.x2apic, 21)
+        | b(m.apic && m.tsc_deadline, 24)
+        | b(f.sse3, 0)
         | b(f.ssse3, 9)
         | b(f.cx16, 13)
         | b(f.sse41, 19)
@@ -132,13 +160,18 @@ pub fn leaf1_ecx() -> u32 {
         | b(f.popcnt, 23)
 }
 
-/// CPUID leaf `eax`, subleaf `ecx`: (EAX, EBX, ECX, EDX).
+/// CPUID leaf `eax`, subleaf `ecx` of the default model (no APIC): (EAX, EBX, ECX, EDX).
 pub fn leaf(eax: u32, ecx: u32) -> [u32; 4] {
+    leaf_for(&CpuModel::default(), eax, ecx)
+}
+
+/// CPUID leaf `eax`, subleaf `ecx` of a CPU with model `m`: (EAX, EBX, ECX, EDX).
+pub fn leaf_for(m: &CpuModel, eax: u32, ecx: u32) -> [u32; 4] {
     let f = &FEATURES;
     match eax {
         0 => [MAX_LEAF, str4(b"Genu"), str4(b"ntel"), str4(b"ineI")],
         // EBX: CLFLUSH line 8 * 8 = 64 bytes, 1 logical processor, APIC id 0.
-        1 => [SIGNATURE, (8 << 8) | (1 << 16), leaf1_ecx(), leaf1_edx()],
+        1 => [SIGNATURE, (8 << 8) | (1 << 16), leaf1_ecx(m), leaf1_edx(m)],
         // One iteration; descriptors: 0xff = "use leaf 4", else null.
         2 => [0x00ff_0001, 0, 0, 0],
         4 => {
@@ -167,6 +200,12 @@ pub fn leaf(eax: u32, ecx: u32) -> [u32; 4] {
             0,
             0,
         ],
+        // TSC / core crystal clock: ratio 1/1 of a 1 GHz crystal (SDM vol. 2A, CPUID leaf
+        // 15H). Linux takes the TSC frequency (and the APIC timer period) from here instead of
+        // timing the PIT, which is fragile on a busy host.
+        0x15 => [1, 1, TSC_HZ, 0],
+        // Processor base / maximum / bus frequency in MHz (leaf 16H).
+        0x16 => [TSC_HZ / 1_000_000, TSC_HZ / 1_000_000, 100, 0],
         0x8000_0000 => [MAX_EXT_LEAF, 0, 0, 0],
         0x8000_0001 => [
             0,
@@ -188,7 +227,11 @@ pub fn leaf(eax: u32, ecx: u32) -> [u32; 4] {
 /// The CPUID instruction: EAX/ECX in, EAX/EBX/ECX/EDX out (upper halves cleared).
 pub fn cpuid(c: &mut Core<X86>) {
     let r = &mut c.regs.0;
-    let out = leaf(r[RAX as usize] as u32, r[RCX as usize] as u32);
+    let out = leaf_for(
+        &c.guest.model,
+        r[RAX as usize] as u32,
+        r[RCX as usize] as u32,
+    );
     r[RAX as usize] = out[0] as u64;
     r[RBX as usize] = out[1] as u64;
     r[RCX as usize] = out[2] as u64;

@@ -1,6 +1,7 @@
 //! Control and debug registers: MOV CRn/DRn, CLTS, LMSW, INVLPG.
 
 use super::{gp0, ud};
+use crate::helpers::Bus;
 use crate::state::cr::*;
 use crate::X86;
 use tci64_engine::{Core, Trap};
@@ -19,7 +20,12 @@ pub const CR4_SUPPORTED: u64 = CR4_VME
     | CR4_OSXMMEXCPT;
 
 /// Read CRn (n = 0, 2, 3, 4, 8).
-pub fn read_cr(c: &mut Core<X86>, n: u64) -> Result<u64, Trap> {
+pub fn read_cr(c: &mut Core<X86>, bus: &mut Bus, n: u64) -> Result<u64, Trap> {
+    if n == 8 {
+        if let Some(tpr) = bus.task_priority() {
+            return Ok(tpr as u64 & 0xf);
+        }
+    }
     let g = &c.guest;
     Ok(match n {
         0 => g.cr0,
@@ -69,7 +75,7 @@ pub fn write_cr0(c: &mut Core<X86>, v: u64) -> Result<(), Trap> {
 }
 
 /// Write CRn (n = 0, 2, 3, 4, 8).
-pub fn write_cr(c: &mut Core<X86>, n: u64, v: u64) -> Result<(), Trap> {
+pub fn write_cr(c: &mut Core<X86>, bus: &mut Bus, n: u64, v: u64) -> Result<(), Trap> {
     match n {
         0 => return write_cr0(c, v),
         2 => c.guest.cr2 = v,
@@ -100,6 +106,7 @@ pub fn write_cr(c: &mut Core<X86>, n: u64, v: u64) -> Result<(), Trap> {
                 return Err(gp0(c));
             }
             c.guest.cr8 = v;
+            bus.set_task_priority(v as u8);
         }
         _ => return Err(ud(c)),
     }

@@ -34,6 +34,16 @@ pub const FS_BASE_MSR: u32 = 0xc000_0100;
 pub const GS_BASE_MSR: u32 = 0xc000_0101;
 pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
 pub const TSC_AUX: u32 = 0xc000_0103;
+/// IA32_TSC_DEADLINE: the LVT timer's deadline in TSC-deadline mode.
+pub const TSC_DEADLINE: u32 = 0x6e0;
+/// The x2APIC register MSRs.
+pub const X2APIC_FIRST: u32 = 0x800;
+pub const X2APIC_LAST: u32 = 0x8ff;
+
+/// Is `msr` one the interrupt controller (the local APIC) answers?
+fn is_apic_msr(msr: u32) -> bool {
+    matches!(msr, APIC_BASE | TSC_DEADLINE | X2APIC_FIRST..=X2APIC_LAST)
+}
 
 /// The APIC base MSR's value: the default address, BSP, global enable clear (no APIC).
 pub const APIC_BASE_VALUE: u64 = 0xfee0_0000 | (1 << 8);
@@ -61,6 +71,17 @@ fn pat_ok(v: u64) -> bool {
 
 /// The value of MSR `msr`, or `None` if this CPU has no such MSR.
 pub fn read(c: &mut Core<X86>, bus: &mut Bus, msr: u32) -> Option<u64> {
+    if is_apic_msr(msr) && c.guest.model.apic {
+        let v = bus.apic_msr_read(msr);
+        // The deadline is kept in virtual time; the guest sees it on its own TSC scale.
+        return match (msr, v) {
+            (TSC_DEADLINE, Some(d)) if d != 0 => {
+                Some((d as i64).wrapping_add(c.guest.tsc_offset) as u64)
+            }
+            (APIC_BASE, None) => Some(APIC_BASE_VALUE),
+            _ => v,
+        };
+    }
     let g = &c.guest;
     Some(match msr {
         TSC => (bus.tsc(c.icount) as i64).wrapping_add(g.tsc_offset) as u64,
@@ -92,6 +113,18 @@ pub fn read(c: &mut Core<X86>, bus: &mut Bus, msr: u32) -> Option<u64> {
 /// Write MSR `msr`. `Err` = #GP (recorded).
 pub fn write(c: &mut Core<X86>, bus: &mut Bus, msr: u32, v: u64) -> Result<(), Trap> {
     let canon = |c: &mut Core<X86>| if canonical(v) { Ok(()) } else { Err(gp0(c)) };
+    if is_apic_msr(msr) && c.guest.model.apic {
+        let v = match msr {
+            TSC_DEADLINE if v != 0 => v.wrapping_sub(c.guest.tsc_offset as u64).max(1),
+            _ => v,
+        };
+        return match bus.apic_msr_write(msr, v) {
+            Some(true) => Ok(()),
+            Some(false) => Err(gp0(c)),
+            None if msr == APIC_BASE => Ok(()),
+            None => Err(unknown(c, msr, "wrmsr")),
+        };
+    }
     match msr {
         TSC => {
             let now = bus.tsc(c.icount);

@@ -69,11 +69,11 @@ fn h_wrmsr(c: &mut Core<X86>, bus: &mut Bus, _: u64, _: u64, _: u64) -> R {
 fn h_rdtsc(c: &mut Core<X86>, bus: &mut Bus, a: u64, _: u64, _: u64) -> R {
     msr::rdtsc(c, bus, a != 0).map(|_| 0)
 }
-fn h_read_cr(c: &mut Core<X86>, _: &mut Bus, n: u64, _: u64, _: u64) -> R {
-    ctrl::read_cr(c, n)
+fn h_read_cr(c: &mut Core<X86>, bus: &mut Bus, n: u64, _: u64, _: u64) -> R {
+    ctrl::read_cr(c, bus, n)
 }
-fn h_write_cr(c: &mut Core<X86>, _: &mut Bus, n: u64, v: u64, _: u64) -> R {
-    ctrl::write_cr(c, n, v).map(|_| 0)
+fn h_write_cr(c: &mut Core<X86>, bus: &mut Bus, n: u64, v: u64, _: u64) -> R {
+    ctrl::write_cr(c, bus, n, v).map(|_| 0)
 }
 fn h_read_dr(c: &mut Core<X86>, _: &mut Bus, n: u64, _: u64, _: u64) -> R {
     ctrl::read_dr(c, n)

@@ -7,7 +7,7 @@ pub mod vendor;
 
 use iced_x86::code_asm::CodeAssembler;
 use tci64_engine::MmioBus;
-use tci64_x86::{Cpu, CpuExit, LongModeEntry, X86Bus};
+use tci64_x86::{Cpu, CpuExit, InterruptController, LongModeEntry, X86Bus};
 
 /// A bus with no devices: ports read as ones, writes are recorded.
 #[derive(Default)]
@@ -27,18 +27,21 @@ impl MmioBus for TestBus {
     }
 }
 
+impl InterruptController for TestBus {
+    fn intr_pending(&mut self) -> bool {
+        self.irq_vector.is_some()
+    }
+    fn intr_ack(&mut self) -> u8 {
+        self.irq_vector.take().unwrap_or(0xff)
+    }
+}
+
 impl X86Bus for TestBus {
     fn pio_read(&mut self, _port: u16, _size: u8) -> u32 {
         u32::MAX
     }
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
         self.pio_writes.push((port, size, value));
-    }
-    fn intr_pending(&mut self) -> bool {
-        self.irq_vector.is_some()
-    }
-    fn intr_ack(&mut self) -> u8 {
-        self.irq_vector.take().unwrap_or(0xff)
     }
     fn tsc(&mut self, icount: u64) -> u64 {
         self.tsc + icount

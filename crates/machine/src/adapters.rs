@@ -1,0 +1,281 @@
+//! How each device of `tci64-devices` plugs into the [`crate::registry`]: which of its outputs
+//! go to which interrupt line, which of its requests become board [`Events`], and what needs
+//! guest memory. The devices themselves stay board-agnostic.
+
+use crate::registry::{Ctx, Device, Events};
+use std::any::Any;
+use tci64_devices::cf9::ResetControl;
+use tci64_devices::i8042::I8042;
+use tci64_devices::i8254::Pit;
+use tci64_devices::mc146818::Rtc;
+use tci64_devices::misc::{Port92, PostPort};
+use tci64_devices::pci::{Access, PciBus};
+use tci64_devices::uart16550::Uart16550;
+use tci64_devices::virtio::mmio::{VirtioMmio, REG_QUEUE_NOTIFY};
+use tci64_devices::virtio::{GuestMemory, MemError, VirtioDevice};
+use tci64_devices::PioDevice;
+
+fn narrow(v: u32, size: u8) -> u32 {
+    match size {
+        1 => v & 0xff,
+        2 => v & 0xffff,
+        _ => v,
+    }
+}
+
+/// A UART on an interrupt line.
+pub struct Serial {
+    pub uart: Uart16550,
+    pub irq: u8,
+}
+
+impl Device for Serial {
+    fn pio_read(&mut self, _: &mut Ctx, port: u16, size: u8) -> u32 {
+        narrow(self.uart.pio_read(port, size), size)
+    }
+    fn pio_write(&mut self, _: &mut Ctx, port: u16, size: u8, value: u32) {
+        self.uart.pio_write(port, size, value)
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        cx.irq.set_irq(self.irq, self.uart.irq_level());
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The PIT: channel 0's OUT pulses line 0.
+pub struct PitDev(pub Pit);
+
+impl Device for PitDev {
+    fn pio_read(&mut self, cx: &mut Ctx, port: u16, _size: u8) -> u32 {
+        self.0.pio_read(cx.now, port) as u32
+    }
+    fn pio_write(&mut self, cx: &mut Ctx, port: u16, _size: u8, value: u32) {
+        self.0.pio_write(cx.now, port, value as u8)
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        if self.0.irq0_edges(cx.now) > 0 {
+            cx.irq.pulse(0);
+        }
+    }
+    fn next_deadline(&self, now: u64) -> Option<u64> {
+        self.0.next_deadline_ns(now)
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The RTC on line 8.
+pub struct RtcDev {
+    pub rtc: Rtc,
+    pub irq: u8,
+}
+
+impl Device for RtcDev {
+    fn pio_read(&mut self, cx: &mut Ctx, port: u16, _size: u8) -> u32 {
+        self.rtc.pio_read(cx.now, port) as u32
+    }
+    fn pio_write(&mut self, cx: &mut Ctx, port: u16, _size: u8, value: u32) {
+        self.rtc.pio_write(cx.now, port, value as u8)
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        self.rtc.update(cx.now);
+        cx.irq.set_irq(self.irq, self.rtc.irq_level());
+    }
+    fn next_deadline(&self, now: u64) -> Option<u64> {
+        self.rtc.next_deadline_ns(now)
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// A port device whose only output is a reset request.
+pub trait ResetSource: PioDevice + 'static {
+    fn take_reset(&mut self) -> bool;
+}
+
+impl ResetSource for I8042 {
+    fn take_reset(&mut self) -> bool {
+        self.take_reset_request()
+    }
+}
+impl ResetSource for Port92 {
+    fn take_reset(&mut self) -> bool {
+        self.take_reset_request()
+    }
+}
+impl ResetSource for ResetControl {
+    fn take_reset(&mut self) -> bool {
+        self.take_reset_request()
+    }
+}
+impl ResetSource for PostPort {
+    fn take_reset(&mut self) -> bool {
+        false
+    }
+}
+
+/// A plain port device (i8042, port 0x80, port 0x92, 0xCF9).
+pub struct Ports<T: ResetSource>(pub T);
+
+impl<T: ResetSource> Device for Ports<T> {
+    fn pio_read(&mut self, _: &mut Ctx, port: u16, size: u8) -> u32 {
+        narrow(self.0.pio_read(port, size), size)
+    }
+    fn pio_write(&mut self, _: &mut Ctx, port: u16, size: u8, value: u32) {
+        self.0.pio_write(port, size, value)
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        cx.events.reset |= self.0.take_reset();
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// A guest-memory view that refuses access: MMIO writes other than queue notifications never
+/// touch guest memory.
+struct NoMemory;
+
+impl GuestMemory for NoMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        Err(MemError {
+            addr,
+            len: buf.len() as u64,
+        })
+    }
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemError> {
+        Err(MemError {
+            addr,
+            len: buf.len() as u64,
+        })
+    }
+}
+
+/// A virtio-mmio transport at `base`, on line `irq`.
+pub struct VirtioMmioDev<D: VirtioDevice> {
+    pub base: u64,
+    pub irq: u8,
+    pub dev: VirtioMmio<D>,
+    /// Queue notifications waiting for guest memory.
+    notifies: Vec<u32>,
+}
+
+impl<D: VirtioDevice> VirtioMmioDev<D> {
+    pub fn new(base: u64, irq: u8, dev: VirtioMmio<D>) -> Self {
+        VirtioMmioDev {
+            base,
+            irq,
+            dev,
+            notifies: Vec::new(),
+        }
+    }
+}
+
+impl<D: VirtioDevice + 'static> Device for VirtioMmioDev<D> {
+    fn mmio_read(&mut self, _: &mut Ctx, addr: u64, size: u8) -> u64 {
+        let mut b = [0u8; 8];
+        let n = (size as usize).min(8);
+        self.dev.mmio_read(addr - self.base, &mut b[..n]);
+        u64::from_le_bytes(b)
+    }
+    fn mmio_write(&mut self, cx: &mut Ctx, addr: u64, size: u8, value: u64) {
+        let off = addr - self.base;
+        if off == REG_QUEUE_NOTIFY {
+            // Processing needs guest memory: finish it when the CPU returns.
+            self.notifies.push(value as u32);
+            cx.events.service = true;
+            return;
+        }
+        let n = (size as usize).min(8);
+        self.dev
+            .mmio_write(off, &value.to_le_bytes()[..n], &mut NoMemory);
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        cx.irq.set_irq(self.irq, self.dev.irq_level());
+    }
+    fn service(&mut self, mem: &mut dyn GuestMemory) {
+        for value in std::mem::take(&mut self.notifies) {
+            self.dev
+                .mmio_write(REG_QUEUE_NOTIFY, &value.to_le_bytes(), mem);
+        }
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        self.dev.device_mut().flush().map_err(|e| e.to_string())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The PCI bus: configuration ports, BAR windows, INTx lines.
+pub struct PciDev(pub PciBus);
+
+impl PciDev {
+    fn access(events: &mut Events, a: Option<Access>) -> bool {
+        match a {
+            Some(Access::NeedsService) => {
+                events.service = true;
+                true
+            }
+            Some(Access::Done) => true,
+            None => false,
+        }
+    }
+}
+
+impl Device for PciDev {
+    fn pio_read(&mut self, _: &mut Ctx, port: u16, size: u8) -> u32 {
+        let v = match port {
+            0xcf8..=0xcff => self.0.pio_read(port, size),
+            _ => self.0.io_read(port, size).unwrap_or(u32::MAX),
+        };
+        narrow(v, size)
+    }
+    fn pio_write(&mut self, cx: &mut Ctx, port: u16, size: u8, value: u32) {
+        match port {
+            0xcf8..=0xcff => {
+                self.0.pio_write(port, size, value);
+                // virtio's PCI_CFG window can reach the notify area from config space.
+                cx.events.service |= self.0.take_service_request();
+            }
+            _ => {
+                Self::access(cx.events, self.0.io_write(port, size, value));
+            }
+        }
+    }
+    fn mmio_read(&mut self, _: &mut Ctx, addr: u64, size: u8) -> u64 {
+        let mut b = [0u8; 8];
+        let n = (size as usize).min(8);
+        if !self.0.mmio_read(addr, &mut b[..n]) {
+            return u64::MAX;
+        }
+        u64::from_le_bytes(b)
+    }
+    fn mmio_write(&mut self, cx: &mut Ctx, addr: u64, size: u8, value: u64) {
+        let n = (size as usize).min(8);
+        let a = self.0.mmio_write(addr, &value.to_le_bytes()[..n]);
+        Self::access(cx.events, a);
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        // A shared line is the OR of its devices.
+        let (lines, levels) = (self.0.irq_lines(), self.0.irq_levels());
+        for line in 0..16u8 {
+            if lines & (1 << line) != 0 {
+                cx.irq.set_irq(line, levels & (1 << line) != 0);
+            }
+        }
+    }
+    fn service(&mut self, mem: &mut dyn GuestMemory) {
+        self.0.service(mem);
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        self.0.flush().map_err(|e| e.to_string())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
