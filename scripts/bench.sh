@@ -12,7 +12,9 @@
 #                              the emulator's CPU time read from /proc at those lines), and the
 #                              guest's own `time` figures are shown as well
 #                 debian-test  Debian's stock kernel, guest.test=1, -M pc without LAPIC, acpi=off
-#                              (verify-guest.sh's debian-pc-noapic)
+#                              (verify-guest.sh's debian-pc-noapic); phases timed the same way
+#                              between kernel log lines: firmware + XZ decompressor, kernel boot,
+#                              initramfs unpack, rest of kernel init, /init (insmod, disk test)
 #                 web-test     the deterministic disk test (tiny guest, guest.test=1, icount
 #                              shift=3) natively and in headless Chromium on wasm64 and wasm32
 #                              (the page's ?bench=test, www/tools/bench-browser.mjs); no QEMU.
@@ -155,10 +157,12 @@ cmd_for() {
 # from /proc when the line arrives. Builtins only: no forks that would count as CPU time.
 stamp() {
   local tpid=$1 marks=$2 pid="" line f
+  printf '%s 0 START\n' "$EPOCHREALTIME" >> "$marks"
   while IFS= read -r line; do
     printf '%s\n' "$line"
     case ${line%$'\r'} in
-      GUEST-BOOT-OK|"BENCH "[123]/3*|real*|GUEST-BENCH-DONE|GUEST-TEST-DONE)
+      GUEST-BOOT-OK|"BENCH "[123]/3*|real*|GUEST-BENCH-DONE|GUEST-TEST-DONE|*"Linux version "*|\
+      *"Trying to unpack rootfs"*|*"Freeing initrd memory"*|*"Run /init as init process"*)
         [ -n "$pid" ] || read -r pid _ < "/proc/$tpid/task/$tpid/children" 2> /dev/null
         f=()
         [ -n "$pid" ] && read -r -a f < "/proc/$pid/stat" 2> /dev/null
@@ -168,14 +172,29 @@ stamp() {
   done
 }
 
-# phases MARKS TOTAL_WALL TOTAL_CPU -> "loop_wall sha_wall gzip_wall loop_cpu sha_cpu gzip_cpu" (or -)
-# A phase runs from its "BENCH k/3" line to the next "real" line (busybox `time` ends).
+# Phases per workload: "name|start|end" with awk regexes on the marker text (START = power-on).
+# A phase runs from the first start line to the next end line after it.
+phase_spec() {
+  case $1 in
+    tiny-bench) echo "shell loop|^BENCH 1/3|^real;sha256|^BENCH 2/3|^real;gzip, gunzip|^BENCH 3/3|^real" ;;
+    debian-test) echo "firmware + decompressor (XZ)|^START|Linux version ;kernel boot to the initramfs|Linux version |Trying to unpack rootfs;initramfs unpack|Trying to unpack rootfs|Freeing initrd memory;rest of kernel init|Freeing initrd memory|Run /init as init process;init: insmod, disk test|Run /init as init process|^GUEST-TEST-DONE" ;;
+    *) echo "" ;;
+  esac
+}
+# phases WORKLOAD MARKS -> the phases' wall seconds, then their CPU seconds ("-" when not seen)
 phases() {
-  awk -v hz="$CLK_TCK" '
-    $3 == "BENCH" { p = substr($4, 1, 1); w0[p] = $1; c0[p] = $2; next }
-    $3 ~ /^real/ && p { w[p] = $1 - w0[p]; c[p] = ($2 - c0[p]) / hz; p = 0 }
-    END { for (i = 1; i <= 3; i++) printf "%s ", (i in w ? sprintf("%.3f", w[i]) : "-")
-          for (i = 1; i <= 3; i++) printf "%s ", (i in c ? sprintf("%.2f", c[i]) : "-"); print "" }' "$1"
+  local spec; spec=$(phase_spec "$1")
+  [ -n "$spec" ] || return 0
+  awk -v hz="$CLK_TCK" -v spec="$spec" '
+    BEGIN { n = split(spec, ph, ";"); for (i = 1; i <= n; i++) { split(ph[i], f, "|"); st[i] = f[2]; en[i] = f[3] } }
+    { t = $1; c = $2; $1 = ""; $2 = ""; sub(/^  /, ""); line[NR] = $0; T[NR] = t; C[NR] = c; N = NR }
+    END {
+      for (i = 1; i <= n; i++) {
+        w[i] = "-"; u[i] = "-"; s = 0
+        for (r = 1; r <= N; r++) if (line[r] ~ st[i]) { s = r; break }
+        if (s) for (r = s + 1; r <= N; r++) if (line[r] ~ en[i]) { w[i] = sprintf("%.3f", T[r] - T[s]); u[i] = sprintf("%.2f", (C[r] - C[s]) / hz); break }
+      }
+      for (i = 1; i <= n; i++) printf "%s ", w[i]; for (i = 1; i <= n; i++) printf "%s ", u[i]; print "" }' "$2"
 }
 
 # busybox `time` in the guest: "real<TAB>0m 3.50s" -> seconds (the guest's clock)
@@ -187,7 +206,7 @@ guest_times() {  # LOG -> "loop sha gzip" (or -)
 }
 
 # run EMU WORKLOAD N -> appends one line to $work/EMU-WORKLOAD:
-#   wall cpu ok insns mips ops_per_insn | phase walls (3) | phase cpus (3) | guest times (3)
+#   wall cpu ok insns mips ops_per_insn | phase walls (P) | phase cpus (P) | guest times (3)
 run() {
   local emu=$1 w=$2 n=$3 disk=$work/disk.ext2 out=$work/out err=$work/err tf=$work/time ok=ok
   local marks=$work/marks fifo=$work/fifo rc tpid
@@ -215,7 +234,7 @@ run() {
     mips=$(awk '/guest instructions/ { gsub(/[(]/, "", $4); print $4; exit }' "$err")
     ops=$(awk '/ops per guest insn/ { print $5; exit }' "$err")
   fi
-  echo "$wall $cpu $ok ${insns:--} ${mips:--} ${ops:--} $(phases "$marks") $(guest_times "$out.txt")" >> "$work/$emu-$w"
+  echo "$wall $cpu $ok ${insns:--} ${mips:--} ${ops:--} $(phases "$w" "$marks") $(guest_times "$out.txt")" >> "$work/$emu-$w"
   if [ -n "$logdir" ]; then
     printf '%q ' "${CMD[@]}" > "$logdir/$w.$emu.$n.cmd"; echo >> "$logdir/$w.$emu.$n.cmd"
     cp "$out.txt" "$logdir/$w.$emu.$n.serial"; cp "$err" "$logdir/$w.$emu.$n.stderr"
@@ -291,11 +310,14 @@ for w in $workloads; do
   printf '| %s | %s | %s s | %s s | **%s** | %s s | %s s | %s | %s | %s | %s |\n' "$w" "$note" \
     "$qw" "$tw" "$(ratio "$tw" "$qw")" "$qc" "$tc" "$(ratio "$tc" "$qc")" \
     "$(median "$t" 5 %.1f)" "$(median "$t" 6 %.2f)" "$(median "$t" 4 %.0f)"
-  if [ $w = tiny-bench ]; then
-    k=0
-    for p in "shell loop" "sha256" "gzip, gunzip"; do
+  spec=$(phase_spec "$w")
+  if [ -n "$spec" ]; then
+    IFS=';' read -r -a plist <<< "$spec"
+    np=${#plist[@]} k=0
+    for ph in "${plist[@]}"; do
+      p=${ph%%|*}
       qp=$(median "$q" $((7 + k))) tp=$(median "$t" $((7 + k)))
-      qpc=$(median "$q" $((10 + k)) %.2f) tpc=$(median "$t" $((10 + k)) %.2f)
+      qpc=$(median "$q" $((7 + np + k)) %.2f) tpc=$(median "$t" $((7 + np + k)) %.2f)
       printf '| %s: %s | %s | %s s | %s s | **%s** | %s s | %s s | %s | | | |\n' "$w" "$p" "$runs" \
         "$qp" "$tp" "$(ratio "$tp" "$qp")" "$qpc" "$tpc" "$(ratio "$tpc" "$qpc")"
       k=$((k + 1))
@@ -312,7 +334,7 @@ case " $workloads " in
     echo "|---|---|---|---|"
     k=0
     for p in "shell loop" "sha256" "gzip, gunzip"; do
-      qp=$(median "$q" $((13 + k)) %.2f) tp=$(median "$t" $((13 + k)) %.2f)
+      qp=$(median "$q" $((13 + k)) %.2f) tp=$(median "$t" $((13 + k)) %.2f) # 6 + 2 x 3 phases + k
       printf '| %s | %s s | %s s | %s |\n' "$p" "$qp" "$tp" "$(ratio "$tp" "$qp")"
       k=$((k + 1))
     done ;;

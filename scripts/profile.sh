@@ -96,7 +96,7 @@ for f in $(ls "$out"/perf.data.* 2> /dev/null | sort) "$out/perf.data"; do
   {
     echo "== $w / $name: $(perf report -i "$dst.data" --stdio --sort comm 2> /dev/null | awk '/^# Samples/ { print $3; exit }') samples at ${freq} Hz; top functions (self) =="
     perf report -i "$dst.data" --no-children --sort symbol --stdio -g none --percent-limit 0.7 2> /dev/null |
-      grep -v '^#' | grep -v '^$' | head -40
+      grep -v '^#' | grep -v '^$' | sed 's/  *- *- *$//' | head -40
     echo
     echo "== hottest source lines (interp.rs lines name the dispatch and the op arms) =="
     perf report -i "$dst.data" --no-children --sort srcline \
