@@ -144,6 +144,7 @@ $('download').onclick = async () => {
 // --- Benchmark mode (the button, ?bench=1, or ?bench=test for the short variant) ---------------
 const benchRows = (w) => [
   ['total', 'total time'], ['mips', 'MIPS'], ['ops', 'ops per guest insn'], ['insns', 'guest instructions'],
+  ['pertb', 'guest insns per block'],
   ...WORKLOADS[w].phases.map(([name], i) => [`phase${i}`, name]),
   ['hash', 'guest output (FNV-1a)'],
 ];
@@ -161,6 +162,7 @@ function benchCell(r, key) {
     case 'mips': return fmt(r.mips);
     case 'ops': return r.opsPerInsn === null ? '-' : fmt(r.opsPerInsn, 2);
     case 'insns': return Math.round(r.instructions).toLocaleString('en-US');
+    case 'pertb': return r.tbsExecuted ? fmt(r.instructions / r.tbsExecuted) : '-';
     case 'hash': return r.serialHash;
     default: {
       const p = r.phases[Number(key.slice(5))];

@@ -159,7 +159,7 @@ test(`benchmark mode (${fullBench ? '?bench=1, the full guest benchmark' : '?ben
     assert.equal(b.results[0].instructions, b.results[1].instructions);
     assert.equal(b.results[0].opsExecuted, b.results[1].opsExecuted);
     // The table shows the figures for both builds.
-    for (const row of ['total', 'mips', 'ops', 'insns', ...b.results[0].phases.map((_, i) => `phase${i}`)]) {
+    for (const row of ['total', 'mips', 'ops', 'insns', 'pertb', ...b.results[0].phases.map((_, i) => `phase${i}`)]) {
       for (const build of ['wasm64', 'wasm32']) {
         const cell = await page.textContent(`#bench-table tr[data-row="${row}"] td[data-build="${build}"]`);
         assert.match(cell, /\d/, `row ${row}, ${build}: "${cell}"`);
