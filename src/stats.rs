@@ -31,6 +31,17 @@ pub fn report(s: &Stats, wall: Duration) -> String {
         "-".to_string()
     };
     let lookups = s.chain_hits + s.jump_cache_hits + s.tb_lookups;
+    // Every translated data access takes the inline fast path or the slow path; page walks
+    // (refills, data and code fetch) are what missed the TLB.
+    let tlb_accesses = s.tlb_fast_hits + s.tlb_slow;
+    let tlb_hit_rate = if tlb_accesses > 0 {
+        format!(
+            "{:.2}%",
+            (1.0 - s.tlb_misses as f64 / tlb_accesses as f64) * 100.0
+        )
+    } else {
+        "-".to_string()
+    };
     format!(
         "\
 tci64 stats:
@@ -40,7 +51,8 @@ tci64 stats:
   TBs translated       {tbs} ({inval} invalidated)
   TBs executed         {tbs_exec} ({insns_per_tb} guest insns per TB)
   ops per guest insn   {ops_per_insn} ({ops} ops executed)
-  TLB slow path        {tlb_slow} data accesses, {tlb_misses} page walks (data and code); fast-path hits are not counted
+  TLB data accesses    {tlb_accesses}: fast path {tlb_fast}, slow path {tlb_slow} (misses, MMIO, page crossings, code-page stores)
+  TLB page walks       {tlb_misses} (data and code fetch); hit rate {tlb_hit_rate} (1 - walks / data accesses)
   TB lookups           {lookups}: chained {chain}, jump cache {jc}, hash table {hash}
 ",
         virt = s.virtual_ns as f64 / 1e9,
@@ -49,7 +61,8 @@ tci64 stats:
         inval = s.tbs_invalidated,
         tbs_exec = s.tbs_executed,
         ops = s.ops_executed,
-        tlb_slow = s.tlb_slow,
+        tlb_fast = pct(s.tlb_fast_hits, tlb_accesses),
+        tlb_slow = pct(s.tlb_slow, tlb_accesses),
         tlb_misses = s.tlb_misses,
         chain = pct(s.chain_hits, lookups),
         jc = pct(s.jump_cache_hits, lookups),
@@ -68,6 +81,7 @@ mod tests {
             ops_executed: 150_000_000,
             tbs_translated: 1234,
             tbs_executed: 10_000_000,
+            tlb_fast_hits: 3000,
             tlb_slow: 1000,
             tlb_misses: 10,
             chain_hits: 80,
@@ -80,7 +94,14 @@ mod tests {
         assert!(r.contains("50000000 (25.0 MIPS)"), "{r}");
         assert!(r.contains("3.00 (150000000 ops executed)"), "{r}");
         assert!(r.contains("10000000 (5.0 guest insns per TB)"), "{r}");
-        assert!(r.contains("1000 data accesses, 10 page walks"), "{r}");
+        assert!(
+            r.contains("TLB data accesses    4000: fast path 75.0%, slow path 25.0%"),
+            "{r}"
+        );
+        assert!(
+            r.contains("TLB page walks       10 (data and code fetch); hit rate 99.75%"),
+            "{r}"
+        );
         assert!(
             r.contains("chained 80.0%, jump cache 15.0%, hash table 5.0%"),
             "{r}"
@@ -96,8 +117,9 @@ mod tests {
             "{r}"
         );
         assert!(
-            r.contains("TLB slow path        0 data accesses, 0 page walks"),
+            r.contains("TLB data accesses    0: fast path -, slow path -"),
             "{r}"
         );
+        assert!(r.contains("0 (data and code fetch); hit rate -"), "{r}");
     }
 }

@@ -33,8 +33,10 @@ export interface Tci64Stats {
   /** Software-TLB refills through the guest's page walker (data and code fetches). */
   tlbMisses: number;
   /** Data accesses that left the inline TLB fast path (misses, MMIO, page crossings, stores to
-   * code pages). Fast-path hits are not counted. */
+   * code pages). */
   tlbSlow: number;
+  /** Data accesses served by the inline TLB fast path (all data accesses = tlbFastHits + tlbSlow). */
+  tlbFastHits: number;
 }
 
 export interface Tci64Options {

@@ -312,6 +312,7 @@ mod wasm {
             set("tbLookups", s.tb_lookups);
             set("tlbMisses", s.tlb_misses);
             set("tlbSlow", s.tlb_slow);
+            set("tlbFastHits", s.tlb_fast_hits);
             o
         }
 
