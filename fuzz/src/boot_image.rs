@@ -1,7 +1,8 @@
 //! Boot images: bzImage, ELF vmlinux and initrd placement against machines of varying RAM.
 //!
 //! Input: byte 0 picks the RAM size, byte 1 the flags (bit 0 `-M pc`, bit 1 "patch the
-//! bundled kernel" mode, bit 2 an initrd, bit 3 legacy virtio-mmio), bytes 2..6 the initrd
+//! bundled kernel" mode, bit 2 an initrd, bit 3 legacy virtio-mmio, bit 4 the legacy PIC-only platform, bits 5/6
+//! no ACPI / no x2APIC), bytes 2..6 the initrd
 //! length. In raw mode the rest is the kernel (then the initrd); in patch mode the rest is a
 //! list of patches (offset u32, length u8, bytes) applied to the bundled `guest/tiny.bzImage`
 //! (so the setup header, the ELF-like payload offsets and the protocol fields of a real kernel
@@ -11,7 +12,7 @@
 //! budget; never a panic, and no allocation beyond the RAM asked for plus a small multiple of
 //! the input (checked by the counting allocator in [`crate::alloc`]).
 
-use tci64_machine::{HostClock, Machine, MachineConfig, MachineType, TraceFlags};
+use tci64_machine::{HostClock, Machine, MachineConfig, MachineType, PlatformConfig, TraceFlags};
 
 /// The bundled kernel (the seed of patch mode).
 pub static TINY_BZIMAGE: &[u8] = include_bytes!("../../guest/tiny.bzImage");
@@ -92,6 +93,15 @@ pub fn boot_image(data: &[u8]) {
             MachineType::Pc
         } else {
             MachineType::Microvm
+        },
+        platform: if flags & 16 != 0 {
+            PlatformConfig::legacy()
+        } else {
+            PlatformConfig {
+                acpi: flags & 32 == 0,
+                x2apic: flags & 64 == 0,
+                ..PlatformConfig::default()
+            }
         },
     };
     let limit = crate::alloc::Limit::new(ram as usize + 4 * input_len + (64 << 20));

@@ -1,5 +1,6 @@
 //! Device registers: random port traffic to the 16550, the 8259 pair, the 8254, the RTC, the
-//! i8042, port 0x92/0xCF9 and PCI conf1 (host bridge plus a virtio-blk-pci function), with
+//! i8042, port 0x92/0xCF9, PCI conf1 (host bridge plus a virtio-blk-pci function), the local
+//! APIC (MMIO and x2APIC MSRs) and the IOAPIC (index/data, pins), with
 //! interrupt lines wiggled and time moving forward, all as one board would see it.
 //!
 //! Checked after every step: no panic; the UART's receive FIFO holds at most 16 bytes and its
@@ -13,6 +14,8 @@ use tci64_devices::cf9::ResetControl;
 use tci64_devices::i8042::I8042;
 use tci64_devices::i8254::Pit;
 use tci64_devices::i8259::Pic;
+use tci64_devices::ioapic::IoApic;
+use tci64_devices::lapic::Lapic;
 use tci64_devices::mc146818::Rtc;
 use tci64_devices::misc::Port92;
 use tci64_devices::pci::host_bridge::HostBridge;
@@ -35,6 +38,8 @@ struct Board {
     p92: Port92,
     cf9: ResetControl,
     pci: PciBus,
+    lapic: Lapic,
+    ioapic: IoApic,
     now: u64,
     /// THR writes so far (an upper bound of transmitted bytes).
     thr_writes: usize,
@@ -62,6 +67,8 @@ impl Board {
             p92: Port92::default(),
             cf9: ResetControl::default(),
             pci,
+            lapic: Lapic::new(0, true, true),
+            ioapic: IoApic::new(0),
             now: 0,
             thr_writes: 0,
             tx_taken: 0,
@@ -139,6 +146,46 @@ impl Board {
         self.pic.set_irq(12, self.kbd.irq12_level());
         let lv = self.pci.irq_levels();
         self.pic.set_irq(11, lv & (1 << 11) != 0);
+        self.ioapic.set_irq(2, edges > 0);
+        self.ioapic.set_irq(4, self.uart.irq_level());
+        self.ioapic.set_irq(8, self.rtc.irq_level());
+        self.ioapic.set_irq(11, lv & (1 << 11) != 0);
+        self.lapic.update(self.now);
+        // The APIC bus: IOAPIC messages to the local APIC, EOIs back (bounded per step: a
+        // level pin re-delivers after each EOI).
+        for _ in 0..32 {
+            let Some(msg) = self.ioapic.take_message() else {
+                break;
+            };
+            if self.lapic.matches_destination(msg.dest, msg.logical) {
+                self.lapic.accept_message(&msg);
+            }
+        }
+        while let Some(v) = self.lapic.take_eoi_broadcast() {
+            self.ioapic.eoi(v);
+        }
+        let _ = self.lapic.take_nmi();
+    }
+
+    /// INTA at the local APIC: a vector it accepts is never one of the reserved 0..15, except
+    /// its spurious vector.
+    fn apic_inta(&mut self) {
+        let ext = self.pic.interrupt_pending();
+        if !self.lapic.intr_pending(ext) {
+            return;
+        }
+        match self.lapic.acknowledge(ext) {
+            None => {
+                self.pic.acknowledge();
+            }
+            Some(v) => {
+                let spurious = self.lapic.mmio_read(self.now, 0xF0) as u8;
+                assert!(
+                    v >= 16 || v == spurious,
+                    "APIC delivered reserved vector {v}"
+                );
+            }
+        }
     }
 
     fn check(&mut self) {
@@ -237,7 +284,8 @@ pub fn device_regs(data: &[u8]) {
             23 => b.pic.set_irq(arg % 17, val & 1 != 0),
             24..=26 => b.now += u64::from(val % 50_000_000),
             27 => b.now += u64::from(val) * 1000,
-            28 | 29 => b.inta(),
+            28 => b.inta(),
+            29 => b.apic_inta(),
             30 => {
                 let _ = b.kbd.take_reset_request();
                 let _ = b.p92.take_reset_request();

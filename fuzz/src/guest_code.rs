@@ -16,6 +16,7 @@
 use iced_x86::code_asm::*;
 use std::sync::OnceLock;
 use tci64_engine::MmioBus;
+use tci64_x86::bus::InterruptController;
 use tci64_x86::{Cpu, CpuExit, LongModeEntry, X86Bus};
 
 /// Guest RAM of the test machine.
@@ -72,6 +73,15 @@ impl MmioBus for Bus {
     }
 }
 
+impl InterruptController for Bus {
+    fn intr_pending(&mut self) -> bool {
+        false
+    }
+    fn intr_ack(&mut self) -> u8 {
+        0xff
+    }
+}
+
 impl X86Bus for Bus {
     fn pio_read(&mut self, _port: u16, _size: u8) -> u32 {
         u32::MAX
@@ -81,12 +91,6 @@ impl X86Bus for Bus {
             self.writes
                 .push((1 << 63 | u64::from(port), size, u64::from(value)));
         }
-    }
-    fn intr_pending(&mut self) -> bool {
-        false
-    }
-    fn intr_ack(&mut self) -> u8 {
-        0xff
     }
     fn tsc(&mut self, icount: u64) -> u64 {
         icount
