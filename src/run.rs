@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tci64_devices::block::BlockBackend;
 use tci64_machine::{
     DiskConfig, Machine, MachineConfig, MachineType, PlatformConfig, RunExit, TraceFlags,
 };
@@ -98,6 +99,9 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         };
         let backend = FileBackend::open(&d.file, mode)
             .map_err(|e| format!("-drive file={}: {e}", d.file.display()))?;
+        if let Some(w) = partial_sector_warning(&d.file, backend.size()) {
+            eprintln!("tci64: warning: {w}");
+        }
         disks.push(DiskConfig {
             backend: Box::new(backend),
             read_only: d.read_only,
@@ -133,6 +137,7 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())?;
 
     let started = Instant::now();
+    crate::host::signals::install();
     let (status, result) = {
         let _raw = RawModeGuard::new();
         let mut stdin = StdinReader::spawn();
@@ -161,6 +166,10 @@ fn run_loop(
     let mut escape = EscapeFilter::default();
     let mut out = std::io::stdout();
     loop {
+        if let Some((n, name)) = crate::host::signals::received() {
+            eprintln!("\r\ntci64: terminating on signal {n} ({name})");
+            return (0, Ok(()));
+        }
         let exit = machine.run(BUDGET);
         let bytes = machine.take_serial_output();
         if !bytes.is_empty() {
@@ -218,6 +227,21 @@ fn run_loop(
             pending.drain(..n.min(pending.len()));
         }
     }
+}
+
+/// The rule for an image whose size is not a multiple of 512 bytes: the guest sees the whole
+/// sectors only (virtio-blk's capacity is in 512-byte sectors), the tail is never read or
+/// written, and the user is told once.
+fn partial_sector_warning(file: &Path, size: u64) -> Option<String> {
+    let tail = size % 512;
+    (tail != 0).then(|| {
+        let sectors = size / 512;
+        format!(
+            "-drive file={}: {size} bytes is not a multiple of 512; the guest sees {sectors} sector{} and the last {tail} bytes are never read or written",
+            file.display(),
+            if sectors == 1 { "" } else { "s" }
+        )
+    })
 }
 
 /// How long to sleep while the CPU is halted until `until_ns` of virtual time. In real-time mode

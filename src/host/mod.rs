@@ -3,5 +3,6 @@
 
 pub mod clock;
 pub mod disk;
+pub mod signals;
 pub mod stdin;
 pub mod terminal;

@@ -1,5 +1,7 @@
 //! The console terminal: raw mode while the guest owns it, restored on every way out
-//! (normal return, `process::exit` through [`restore`], panics, SIGINT/SIGTERM/SIGHUP/SIGQUIT).
+//! (normal return, `process::exit` through [`restore`], panics, SIGQUIT; SIGINT/SIGTERM/SIGHUP
+//! end the run through its normal exit path, see [`crate::host::signals`], and SIGBUS restores
+//! it in its handler).
 //!
 //! Raw mode is QEMU's `-nographic` setting: no echo, no line editing, no signal keys (Ctrl-C goes
 //! to the guest), no CR/LF translation on input; output processing stays on.
@@ -113,7 +115,8 @@ fn install_restore_hooks() {
             restore();
             previous(info);
         }));
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SIGINT/SIGTERM/SIGHUP/SIGBUS belong to crate::host::signals.
+        for sig in [libc::SIGQUIT] {
             // SAFETY: installing a handler that only calls async-signal-safe functions.
             unsafe {
                 libc::signal(
