@@ -261,13 +261,15 @@ run_web() {
   fi
   [ -n "$logdir" ] && cp "$work/web.json" "$logdir/$w.browser.$n.json"
   local b64 b32
-  local pick='const [f, b] = process.argv.slice(1); const r = require("fs").readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map(JSON.parse).find((x) => x.build === b && x.ok); console.log(r ? `${(r.wallMs / 1000).toFixed(3)} ${r.mips.toFixed(1)}` : "")'
+  local pick='const [f, b] = process.argv.slice(1); const r = require("fs").readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map(JSON.parse).find((x) => x.build === b && x.ok); console.log(r ? `${(r.wallMs / 1000).toFixed(3)} ${r.mips.toFixed(1)} ${r.cpuSecs === null || r.cpuSecs === undefined ? "-" : r.cpuSecs.toFixed(2)}` : "")'
   b64=$(node -e "$pick" "$work/web.json" wasm64 2> /dev/null)
   b32=$(node -e "$pick" "$work/web.json" wasm32 2> /dev/null)
-  [ -n "$b64" ] || { b64="- -"; ok=FAIL; }
-  [ -n "$b32" ] || { b32="- -"; ok=FAIL; }
-  echo "${nwall:--} $nmips $b64 $b32 $ok $ops" >> "$work/web-$w"
-  printf '  %-12s %-6s run %d: native %s s, wasm64 %s s, wasm32 %s s  %s\n' "$w" browser "$n" "${nwall:--}" "${b64% *}" "${b32% *}" "$ok" >&2
+  [ -n "$b64" ] || { b64="- - -"; ok=FAIL; }
+  [ -n "$b32" ] || { b32="- - -"; ok=FAIL; }
+  local ncpu; ncpu=$(echo "$nat" | awk '{ print $2 }')
+  # columns: native wall, mips | wasm64 wall, mips, cpu | wasm32 wall, mips, cpu | ok ops | native cpu
+  echo "${nwall:--} $nmips $b64 $b32 $ok $ops $ncpu" >> "$work/web-$w"
+  printf '  %-12s %-6s run %d: native %s s, wasm64 %s s, wasm32 %s s (wall)  %s\n' "$w" browser "$n" "${nwall:--}" "${b64%% *}" "${b32%% *}" "$ok" >&2
 }
 
 median() {  # median of column COL of FILE (numeric rows only), printed with FMT (default %.3f)
@@ -298,8 +300,10 @@ echo
 echo "tci64 vs QEMU $("$qemu" --version | awk 'NR == 1 { print $4 }') TCG JIT, $(date -u '+%Y-%m-%d %H:%M UTC'), tci64 $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "host: $cpu_model, $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (shared machine: compare the ratios, not the times)"
 echo
-echo "| workload | runs | QEMU JIT wall | tci64 wall | ratio | QEMU JIT cpu | tci64 cpu | cpu ratio | tci64 MIPS | ops/insn | guest insns |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+case " $workloads " in *" tiny-"*|*" debian-"*)
+  echo "| workload | runs | QEMU JIT wall | tci64 wall | ratio | QEMU JIT cpu | tci64 cpu | cpu ratio | tci64 MIPS | ops/insn | guest insns |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|" ;;
+esac
 for w in $workloads; do
   case $w in web-*) continue ;; esac
   q=$work/qemu-$w t=$work/tci64-$w
@@ -344,19 +348,25 @@ for w in $workloads; do case $w in web-*) web_rows="$web_rows $w" ;; esac; done
 if [ -n "$web_rows" ]; then
   echo
   echo "Browser builds vs native, the same guest under icount shift=$WEB_ICOUNT_SHIFT (identical guest instructions), $(node -e 'const l = require("fs").readFileSync(process.argv[1], "utf8").split("\n")[0]; console.log(l ? JSON.parse(l).userAgent : "?")' "$work/web.json" 2> /dev/null):"
-  echo "| workload | runs | native | wasm64 | wasm64 / native | wasm32 | wasm32 / native | MIPS native, wasm64, wasm32 | ops/insn |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| workload | runs | native wall | wasm64 wall | ratio | wasm32 wall | ratio | native cpu | wasm64 cpu | ratio | wasm32 cpu | ratio | MIPS native, wasm64, wasm32 | ops/insn |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for w in $web_rows; do
     f=$work/web-$w
-    runs=$(wc -l < "$f"); bad=$(awk '$7 != "ok" { n++ } END { print n + 0 }' "$f")
+    runs=$(wc -l < "$f"); bad=$(awk '$9 != "ok" { n++ } END { print n + 0 }' "$f")
     [ "$bad" = 0 ] && note=$runs || note="$runs ($bad FAILED)"
-    nw=$(median "$f" 1) aw=$(median "$f" 3) bw=$(median "$f" 5)
-    printf '| %s | %s | %s s | %s s | **%s** | %s s | **%s** | %s, %s, %s | %s |\n' "$w" "$note" "$nw" "$aw" "$(ratio "$aw" "$nw")" \
-      "$bw" "$(ratio "$bw" "$nw")" "$(median "$f" 2 %.1f)" "$(median "$f" 4 %.1f)" "$(median "$f" 6 %.1f)" "$(median "$f" 8 %.2f)"
+    nw=$(median "$f" 1) aw=$(median "$f" 3) bw=$(median "$f" 6)
+    nc=$(median "$f" 11 %.2f) ac=$(median "$f" 5 %.2f) bc=$(median "$f" 8 %.2f)
+    printf '| %s | %s | %s s | %s s | **%s** | %s s | **%s** | %s s | %s s | %s | %s s | %s | %s, %s, %s | %s |\n' "$w" "$note" \
+      "$nw" "$aw" "$(ratio "$aw" "$nw")" "$bw" "$(ratio "$bw" "$nw")" \
+      "$nc" "$ac" "$(ratio "$ac" "$nc")" "$bc" "$(ratio "$bc" "$nc")" \
+      "$(median "$f" 2 %.1f)" "$(median "$f" 4 %.1f)" "$(median "$f" 7 %.1f)" "$(median "$f" 10 %.2f)"
   done
+  echo
+  echo "(native: the CLI's --stats wall time and its process CPU time; browser: vm.start() to the guest's exit, and the"
+  echo "CPU time of all Chromium processes during that build's run, which includes loading and compiling the module)"
 fi
 [ -n "$deb_v" ] && case " $workloads " in *" debian-test "*) echo; echo "debian-test kernel: $deb_v ($deb_k)" ;; esac
 all_fail=0
 for f in "$work"/qemu-* "$work"/tci64-*; do [ -f "$f" ] && all_fail=$((all_fail + $(fails "$f"))); done
-for f in "$work"/web-*; do [ -f "$f" ] && all_fail=$((all_fail + $(awk '$7 != "ok" { n++ } END { print n + 0 }' "$f"))); done
+for f in "$work"/web-*; do [ -f "$f" ] && all_fail=$((all_fail + $(awk '$9 != "ok" { n++ } END { print n + 0 }' "$f"))); done
 [ $all_fail = 0 ] || { echo; echo "bench.sh: $all_fail run(s) failed the guest protocol${logdir:+ (logs in $logdir)}" >&2; exit 1; }

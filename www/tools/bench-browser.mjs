@@ -9,7 +9,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { serve, copyGuest } from './serve.mjs';
 
-/** CPU seconds (user + sys) of process `root` and all its descendants, from /proc (Linux); null elsewhere. */
+/** CPU seconds (user + sys) of all descendants of process `root` (not `root` itself), from /proc
+ * (Linux); null elsewhere. */
 function treeCpuSecs(root) {
   try {
     const hz = 100; // USER_HZ on Linux
@@ -22,7 +23,7 @@ function treeCpuSecs(root) {
         procs.set(Number(d), { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / hz });
       } catch { /* gone */ }
     }
-    const inTree = (pid) => { for (let p = pid, n = 0; p > 1 && n < 64; p = procs.get(p)?.ppid ?? 0, n++) if (p === root) return true; return false; };
+    const inTree = (pid) => { for (let p = procs.get(pid)?.ppid ?? 0, n = 0; p > 1 && n < 64; p = procs.get(p)?.ppid ?? 0, n++) if (p === root) return true; return false; };
     let sum = 0;
     for (const [pid, p] of procs) if (inTree(pid)) sum += p.cpu;
     return sum;
@@ -46,9 +47,10 @@ const browser = await chromium.launch({
 let status = 0;
 try {
   const page = await browser.newPage();
-  // The browser's CPU time (all its processes) at the start, when the first build's result is
-  // in, and at the end: each build's CPU seconds, to the 0.25 s the polling allows.
-  const rootPid = browser.process()?.pid;
+  // The browser's CPU time (all its processes: the children of this node process) at the start,
+  // when the first build's result is in, and at the end: each build's CPU seconds, to the 0.25 s
+  // the polling allows.
+  const rootPid = process.platform === 'linux' ? process.pid : null;
   const cpu0 = rootPid ? treeCpuSecs(rootPid) : null;
   page.on('pageerror', (e) => console.error(`bench-browser: page error: ${e.message}`));
   await page.goto(`http://127.0.0.1:${server.address().port}/?bench=${workload === 'bench' ? '1' : 'test'}`);
