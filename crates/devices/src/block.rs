@@ -23,6 +23,49 @@ pub trait BlockBackend {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError>;
     /// Make written data durable (the guest's FLUSH, and exit).
     fn flush(&mut self) -> Result<(), BlockError>;
+    /// The copy-on-write overlay (`snapshot=on`) if this backend keeps one: what a machine
+    /// snapshot saves of the disk.
+    fn overlay(&self) -> Option<&Overlay> {
+        None
+    }
+    /// Replace the copy-on-write overlay (restoring a snapshot). Fails on a backend without
+    /// one, or with chunks that do not fit the disk.
+    fn set_overlay(&mut self, _overlay: Overlay) -> Result<(), BlockError> {
+        Err(BlockError::Io(
+            "this disk has no copy-on-write overlay (attach it with snapshot=on)".into(),
+        ))
+    }
+    /// Read the disk under any overlay (the image a snapshot's fingerprint describes).
+    fn read_base_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.read_at(offset, buf)
+    }
+}
+
+/// A copy-on-write overlay: chunk index (of [`COW_CHUNK`] bytes) → the chunk's bytes.
+pub type Overlay = std::collections::BTreeMap<u64, Box<[u8]>>;
+
+/// A disk's fingerprint: its size and a 64-bit FNV-1a hash of every byte under any overlay.
+/// A snapshot records it so a restore can refuse a different disk.
+pub fn fingerprint(b: &mut dyn BlockBackend) -> Result<(u64, u64), BlockError> {
+    let size = b.size();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        b.read_base_at(off, &mut buf[..n])?;
+        // Eight bytes per step (a word-wise FNV variant: fast enough to hash a disk at load).
+        let mut chunks = buf[..n].chunks_exact(8);
+        for c in &mut chunks {
+            h = (h ^ u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        for &x in chunks.remainder() {
+            h = (h ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        off += n as u64;
+    }
+    Ok((size, h))
 }
 
 impl<B: BlockBackend + ?Sized> BlockBackend for Box<B> {
@@ -37,6 +80,15 @@ impl<B: BlockBackend + ?Sized> BlockBackend for Box<B> {
     }
     fn flush(&mut self) -> Result<(), BlockError> {
         (**self).flush()
+    }
+    fn overlay(&self) -> Option<&Overlay> {
+        (**self).overlay()
+    }
+    fn set_overlay(&mut self, overlay: Overlay) -> Result<(), BlockError> {
+        (**self).set_overlay(overlay)
+    }
+    fn read_base_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        (**self).read_base_at(offset, buf)
     }
 }
 
@@ -111,7 +163,7 @@ pub const COW_CHUNK: u64 = 4096;
 #[derive(Debug, Clone)]
 pub struct CowBackend<B> {
     base: B,
-    overlay: std::collections::BTreeMap<u64, Box<[u8]>>,
+    overlay: Overlay,
 }
 
 impl<B: BlockBackend> CowBackend<B> {
@@ -193,6 +245,32 @@ impl<B: BlockBackend> BlockBackend for CowBackend<B> {
     fn flush(&mut self) -> Result<(), BlockError> {
         Ok(()) // the overlay lives in memory by design; the base is never written
     }
+
+    fn overlay(&self) -> Option<&Overlay> {
+        Some(&self.overlay)
+    }
+
+    fn set_overlay(&mut self, overlay: Overlay) -> Result<(), BlockError> {
+        for (&index, chunk) in &overlay {
+            if index
+                .checked_mul(COW_CHUNK)
+                .is_none_or(|s| s >= self.size())
+                || chunk.len() != self.chunk_len(index)
+            {
+                return Err(BlockError::OutOfRange {
+                    offset: index.saturating_mul(COW_CHUNK),
+                    len: chunk.len() as u64,
+                    size: self.size(),
+                });
+            }
+        }
+        self.overlay = overlay;
+        Ok(())
+    }
+
+    fn read_base_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.base.read_base_at(offset, buf)
+    }
 }
 
 /// A read-only view of a backend: writes fail with [`BlockError::ReadOnly`].
@@ -211,6 +289,15 @@ impl<B: BlockBackend> BlockBackend for ReadOnly<B> {
     }
     fn flush(&mut self) -> Result<(), BlockError> {
         Ok(())
+    }
+    fn overlay(&self) -> Option<&Overlay> {
+        self.0.overlay()
+    }
+    fn set_overlay(&mut self, overlay: Overlay) -> Result<(), BlockError> {
+        self.0.set_overlay(overlay)
+    }
+    fn read_base_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.0.read_base_at(offset, buf)
     }
 }
 

@@ -13,7 +13,8 @@ pub const CF9_RST_CPU: u8 = 0x04;
 pub const CF9_FULL_RST: u8 = 0x08;
 
 /// Port 0xCF9.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Plain data: the device is its own snapshot state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResetControl {
     value: u8,
     reset_request: bool,

@@ -76,6 +76,19 @@ pub const OUT_RESET: u8 = 0x01;
 /// Output port: A20 gate.
 pub const OUT_A20: u8 = 0x02;
 
+/// Everything of the 8042 a snapshot needs (the fields of [`I8042`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct I8042State {
+    pub command_byte: u8,
+    pub output_port: u8,
+    pub out: VecDeque<(u8, bool)>,
+    pub last_out: u8,
+    pub pending: Option<u8>,
+    pub kbd_pending: bool,
+    pub last_was_cmd: bool,
+    pub reset_request: bool,
+}
+
 /// The 8042 controller.
 #[derive(Debug, Clone)]
 pub struct I8042 {
@@ -110,6 +123,34 @@ impl I8042 {
             kbd_pending: false,
             last_was_cmd: false,
             reset_request: false,
+        }
+    }
+
+    /// The registers and output buffer, for a snapshot.
+    pub fn state(&self) -> I8042State {
+        I8042State {
+            command_byte: self.command_byte,
+            output_port: self.output_port,
+            out: self.out.clone(),
+            last_out: self.last_out,
+            pending: self.pending,
+            kbd_pending: self.kbd_pending,
+            last_was_cmd: self.last_was_cmd,
+            reset_request: self.reset_request,
+        }
+    }
+
+    /// A controller with a saved `state`.
+    pub fn from_state(s: I8042State) -> Self {
+        I8042 {
+            command_byte: s.command_byte,
+            output_port: s.output_port,
+            out: s.out,
+            last_out: s.last_out,
+            pending: s.pending,
+            kbd_pending: s.kbd_pending,
+            last_was_cmd: s.last_was_cmd,
+            reset_request: s.reset_request,
         }
     }
 

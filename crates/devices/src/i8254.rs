@@ -69,7 +69,7 @@ fn ticks_to_ns_ceil(ticks: u64) -> u64 {
 }
 
 /// One counter's registers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PitChannel {
     pub mode: u8,
     /// Access mode: 1 LSB, 2 MSB, 3 LSB then MSB.
@@ -342,6 +342,14 @@ impl PitChannel {
     }
 }
 
+/// Everything of the PIT a snapshot needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PitState {
+    pub channels: [PitChannel; 3],
+    /// Port 0x61 bits 1-3 as written.
+    pub port61: u8,
+}
+
 /// The 8254 with port 0x61.
 #[derive(Debug, Clone)]
 pub struct Pit {
@@ -361,6 +369,22 @@ impl Pit {
                 PitChannel::new(false, now_ns),
             ],
             port61: 0,
+        }
+    }
+
+    /// The registers, for a snapshot.
+    pub fn state(&self) -> PitState {
+        PitState {
+            channels: self.channels.clone(),
+            port61: self.port61,
+        }
+    }
+
+    /// A PIT with a saved `state`.
+    pub fn from_state(state: PitState) -> Self {
+        Pit {
+            channels: state.channels,
+            port61: state.port61 & 0x0e,
         }
     }
 

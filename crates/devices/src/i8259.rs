@@ -59,7 +59,7 @@ pub const OCW3_ESMM: u8 = 0x40;
 pub const OCW3_SMM: u8 = 0x20;
 
 /// Registers of one 8259A.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PicChip {
     pub irr: u8,
     pub isr: u8,
@@ -241,6 +241,12 @@ impl PicChip {
     }
 }
 
+/// Everything of the PIC pair a snapshot needs: chips[0] = master, chips[1] = slave.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PicState {
+    pub chips: [PicChip; 2],
+}
+
 /// The master/slave 8259A pair.
 #[derive(Debug, Clone)]
 pub struct Pic {
@@ -255,6 +261,18 @@ impl Default for Pic {
 }
 
 impl Pic {
+    /// The registers, for a snapshot.
+    pub fn state(&self) -> PicState {
+        PicState {
+            chips: self.chips.clone(),
+        }
+    }
+
+    /// A PIC pair with a saved `state`.
+    pub fn from_state(state: PicState) -> Self {
+        Pic { chips: state.chips }
+    }
+
     /// Both chips in their power-on state (uninitialised, all lines edge-triggered).
     pub fn new() -> Self {
         Pic {

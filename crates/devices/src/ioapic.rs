@@ -41,7 +41,8 @@ const RTE_MASKED: u64 = 1 << 16;
 const RTE_WRITABLE: u64 = 0xff00_0000_0001_afff;
 
 /// The IOAPIC.
-#[derive(Debug, Clone)]
+/// Plain data: the device is its own snapshot state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IoApic {
     id: u8,
     regsel: u8,

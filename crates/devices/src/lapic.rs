@@ -93,7 +93,7 @@ const LVT_LINT1: usize = 5;
 const LVT_ERROR: usize = 6;
 
 /// An interrupt's delivery mode (LVT, ICR, IOAPIC entry bits 10:8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeliveryMode {
     Fixed,
     LowestPriority,
@@ -122,7 +122,7 @@ impl DeliveryMode {
 }
 
 /// An interrupt message on the APIC bus (from the IOAPIC, or an IPI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApicMessage {
     pub vector: u8,
     pub mode: DeliveryMode,
@@ -135,7 +135,7 @@ pub struct ApicMessage {
 }
 
 /// One 256-bit vector register (ISR, TMR, IRR).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Bits256([u64; 4]);
 
 impl Bits256 {
@@ -161,7 +161,8 @@ impl Bits256 {
 }
 
 /// One local APIC.
-#[derive(Debug, Clone)]
+/// Plain data: the device is its own snapshot state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lapic {
     /// The APIC ID (x2APIC: 32 bits; xAPIC: the low 8).
     id: u32,

@@ -37,6 +37,7 @@ pub mod lapic;
 pub mod mc146818;
 pub mod misc;
 pub mod pci;
+pub mod state;
 pub mod uart16550;
 pub mod virtio;
 

@@ -84,7 +84,7 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 const TIMEBASE_HZ: u64 = 32_768;
 
 /// A broken-down date and time (proleptic Gregorian, UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DateTime {
     pub year: i64,
     /// 1..=12
@@ -150,6 +150,20 @@ impl DateTime {
     }
 }
 
+/// Everything of the RTC a snapshot needs (the fields of [`Rtc`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RtcState {
+    pub index: u8,
+    #[serde(with = "serde_big_array::BigArray")]
+    pub cmos: [u8; 128],
+    pub flags: u8,
+    pub base_secs: i64,
+    pub base_ns: u64,
+    pub frozen: Option<DateTime>,
+    pub weekday_offset: i64,
+    pub last_ns: u64,
+}
+
 /// The RTC.
 #[derive(Debug, Clone)]
 pub struct Rtc {
@@ -192,6 +206,34 @@ impl Rtc {
             frozen: None,
             weekday_offset: 0,
             last_ns: 0,
+        }
+    }
+
+    /// The registers and clock, for a snapshot.
+    pub fn state(&self) -> RtcState {
+        RtcState {
+            index: self.index,
+            cmos: self.cmos,
+            flags: self.flags,
+            base_secs: self.base_secs,
+            base_ns: self.base_ns,
+            frozen: self.frozen,
+            weekday_offset: self.weekday_offset,
+            last_ns: self.last_ns,
+        }
+    }
+
+    /// An RTC with a saved `state`.
+    pub fn from_state(s: RtcState) -> Self {
+        Rtc {
+            index: s.index & 0x7f,
+            cmos: s.cmos,
+            flags: s.flags,
+            base_secs: s.base_secs,
+            base_ns: s.base_ns,
+            frozen: s.frozen,
+            weekday_offset: s.weekday_offset,
+            last_ns: s.last_ns,
         }
     }
 

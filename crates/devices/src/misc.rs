@@ -13,7 +13,8 @@ pub const P92_RESET: u8 = 0x01;
 pub const P92_A20: u8 = 0x02;
 
 /// Port 0x80: keeps the last code written (reads return it, as on most chipsets).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Plain data: the device is its own snapshot state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostPort {
     pub last: u8,
     pub writes: u64,
@@ -30,7 +31,8 @@ impl PioDevice for PostPort {
 }
 
 /// Port 0x92.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Plain data: the device is its own snapshot state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Port92 {
     value: u8,
     reset_request: bool,

@@ -139,8 +139,8 @@ pub const FIFO_SIZE: usize = 16;
 /// Modem input lines presented by the host side when not in loopback: carrier, DSR, CTS.
 const HOST_MODEM_LINES: u8 = MSR_DCD | MSR_DSR | MSR_CTS;
 
-/// The UART's registers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The UART's registers and its receive FIFO: everything a snapshot needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UartState {
     pub ier: u8,
     pub lcr: u8,
@@ -159,6 +159,8 @@ pub struct UartState {
     pub thr_ipending: bool,
     /// Last byte read from RBR (returned again when the FIFO is empty).
     pub last_rx: u8,
+    /// The receive FIFO (at most [`FIFO_SIZE`] bytes; one without the FIFO enabled).
+    pub rx: std::collections::VecDeque<u8>,
 }
 
 impl Default for UartState {
@@ -175,6 +177,7 @@ impl Default for UartState {
             fcr: 0,
             thr_ipending: false,
             last_rx: 0,
+            rx: std::collections::VecDeque::with_capacity(FIFO_SIZE),
         }
     }
 }
@@ -184,7 +187,6 @@ impl Default for UartState {
 pub struct Uart16550 {
     base: u16,
     state: UartState,
-    rx: std::collections::VecDeque<u8>,
     output: Vec<u8>,
 }
 
@@ -200,9 +202,24 @@ impl Uart16550 {
         Uart16550 {
             base,
             state: UartState::default(),
-            rx: std::collections::VecDeque::with_capacity(FIFO_SIZE),
             output: Vec::new(),
         }
+    }
+
+    /// A UART at `base` with a saved `state` (from [`state`](Self::state)). A FIFO longer than
+    /// the hardware's is cut to [`FIFO_SIZE`] bytes.
+    pub fn from_state(base: u16, mut state: UartState) -> Self {
+        state.rx.truncate(FIFO_SIZE);
+        Uart16550 {
+            base,
+            state,
+            output: Vec::new(),
+        }
+    }
+
+    /// The first I/O port.
+    pub fn base(&self) -> u16 {
+        self.base
     }
 
     /// The registers (for inspection and snapshots).
@@ -250,7 +267,7 @@ impl Uart16550 {
         if self.loopback() {
             0
         } else {
-            self.rx_capacity().saturating_sub(self.rx.len())
+            self.rx_capacity().saturating_sub(self.state.rx.len())
         }
     }
 
@@ -258,17 +275,17 @@ impl Uart16550 {
     /// loopback mode, where the serial input is disconnected); the caller keeps the rest.
     pub fn receive(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.rx_space());
-        self.rx.extend(&bytes[..n]);
+        self.state.rx.extend(&bytes[..n]);
         n
     }
 
     /// A byte arriving at the receiver (from the wire or the loopback path). A full FIFO
     /// overruns: the byte is lost and LSR.OE is set, as the hardware does.
     fn rx_push(&mut self, byte: u8) {
-        if self.rx.len() >= self.rx_capacity() {
+        if self.state.rx.len() >= self.rx_capacity() {
             self.state.lsr_errors |= LSR_OE;
         } else {
-            self.rx.push_back(byte);
+            self.state.rx.push_back(byte);
         }
     }
 
@@ -318,7 +335,7 @@ impl Uart16550 {
 
     fn lsr(&self) -> u8 {
         let mut v = self.state.lsr_errors | LSR_THRE | LSR_TEMT;
-        if !self.rx.is_empty() {
+        if !self.state.rx.is_empty() {
             v |= LSR_DR;
         }
         v
@@ -330,8 +347,8 @@ impl Uart16550 {
         if ier & IER_ELSI != 0 && self.state.lsr_errors != 0 {
             return Some(IIR_RLS);
         }
-        if ier & IER_ERBFI != 0 && !self.rx.is_empty() {
-            if !self.fifo_enabled() || self.rx.len() >= self.rx_trigger() {
+        if ier & IER_ERBFI != 0 && !self.state.rx.is_empty() {
+            if !self.fifo_enabled() || self.state.rx.len() >= self.rx_trigger() {
                 return Some(IIR_RDA);
             }
             return Some(IIR_CTI);
@@ -365,7 +382,7 @@ impl Uart16550 {
         match reg & 7 {
             REG_RBR if dlab => self.state.dll,
             REG_RBR => {
-                if let Some(b) = self.rx.pop_front() {
+                if let Some(b) = self.state.rx.pop_front() {
                     self.state.last_rx = b;
                 }
                 self.state.last_rx
@@ -423,7 +440,7 @@ impl Uart16550 {
             REG_FCR => {
                 let old = self.state.fcr;
                 if (old ^ value) & FCR_ENABLE != 0 || value & FCR_CLEAR_RX != 0 {
-                    self.rx.clear();
+                    self.state.rx.clear();
                 }
                 // The TX FIFO is always empty (instant transmission): nothing to clear.
                 self.state.fcr = value & (FCR_ENABLE | 0x08 | FCR_TRIGGER_MASK);

@@ -28,9 +28,12 @@ pub fn jc_index(pc: u64) -> usize {
 /// An empty jump-cache entry.
 pub const JC_EMPTY: u32 = u32::MAX;
 
-/// Trace switches (QEMU's `-d` items that the engine serves).
+/// Trace switches (QEMU's `-d` items). Host configuration, not guest state: they live here,
+/// beside the guest state, so a snapshot of the guest never carries them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
+    /// Guest instructions as translated (served by the front end).
+    pub in_asm: bool,
     /// IR before optimization.
     pub op: bool,
     /// IR after optimization.
@@ -39,6 +42,10 @@ pub struct Trace {
     pub exec: bool,
     /// The guest's architectural state before every block executed ([`crate::Guest::dump_state`]).
     pub cpu: bool,
+    /// Every interrupt and exception delivered (served by the front end).
+    pub int: bool,
+    /// Unimplemented instructions and registers, once each (served by the front end).
+    pub unimp: bool,
 }
 
 /// Everything a guest's helpers can touch.
@@ -55,6 +62,10 @@ pub struct Core<G: Guest> {
     pub(crate) jump_cache: Box<[u32; JUMP_CACHE]>,
     /// Instructions retired so far (the engine's clock for `-icount`).
     pub icount: u64,
+    /// Blocks until the next `Guest::poll` (0: poll before the next block). Kept across
+    /// `Engine::run` calls so where interrupts are taken does not depend on how the host
+    /// slices the run (part of a snapshot).
+    pub poll_in: u32,
     /// A store through the slow path wrote a page holding translated code: the running block
     /// may be stale, so it stops after the current guest instruction.
     pub(crate) smc_hit: bool,
@@ -75,6 +86,7 @@ impl<G: Guest> Core<G> {
             max_insns: 512,
             jump_cache: Box::new([JC_EMPTY; JUMP_CACHE]),
             icount: 0,
+            poll_in: 0,
             smc_hit: false,
             helpers: G::helpers(),
         }

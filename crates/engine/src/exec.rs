@@ -165,16 +165,20 @@ impl<G: Guest> Engine<G> {
         let mut next: TbId = NO_TB;
         // The mode the last block left in, when known without recomputing it.
         let mut known_flags: Option<u32> = None;
-        // Blocks until the next poll (0: poll before the next block).
-        let mut poll_in = 0u32;
+        // Blocks until the next poll (0: poll before the next block); it survives the return
+        // at the end of the budget, so a run split in two polls where one run would.
+        let mut poll_in = self.core.poll_in;
         loop {
             if self.core.icount >= end {
+                self.core.poll_in = poll_in;
                 return Stop::Budget;
             }
             if poll_in == 0 {
                 poll_in = G::POLL_INTERVAL.max(1);
                 let pc_before = self.core.regs.0[G::PC_SLOT as usize];
                 if let Some(stop) = G::poll(&mut self.core, bus) {
+                    // Poll again first thing when the host resumes.
+                    self.core.poll_in = 0;
                     return stop;
                 }
                 if self.core.regs.0[G::PC_SLOT as usize] != pc_before {
@@ -193,6 +197,7 @@ impl<G: Guest> Engine<G> {
                         // The fetch of the block's first instruction faulted: the state is
                         // already at that instruction.
                         if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
+                            self.core.poll_in = 0;
                             return stop;
                         }
                         self.process_dirty_code();
@@ -265,6 +270,7 @@ impl<G: Guest> Engine<G> {
                             // the exception: deliver it now (walking again from the top of
                             // the loop would record it a second time).
                             if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
+                                self.core.poll_in = 0;
                                 return stop;
                             }
                             self.process_dirty_code();
@@ -282,6 +288,7 @@ impl<G: Guest> Engine<G> {
                     self.core.icount += tb.insn_ops.len() as u64;
                     self.process_dirty_code();
                     if let Some(stop) = G::on_exit(&mut self.core, bus, code) {
+                        self.core.poll_in = 0;
                         return stop;
                     }
                 }
@@ -295,6 +302,7 @@ impl<G: Guest> Engine<G> {
                     rewind_to(&mut self.core, tb, tb.insn_at(at));
                     self.process_dirty_code();
                     if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
+                        self.core.poll_in = 0;
                         return stop;
                     }
                 }

@@ -154,6 +154,24 @@ impl Memory {
         &mut self.ram
     }
 
+    /// The bitmap of RAM pages translated since last written (bit per 4 KiB page). Which
+    /// stores take the self-modifying-code path depends on it, so a snapshot keeps it: a
+    /// restored run then splits blocks where the original run did.
+    pub fn code_pages(&self) -> &[u64] {
+        &self.code_pages
+    }
+
+    /// Put back a saved [`code_pages`](Self::code_pages) bitmap; false (and nothing changed)
+    /// if its length does not fit this RAM.
+    pub fn set_code_pages(&mut self, bits: &[u64]) -> bool {
+        if bits.len() != self.code_pages.len() {
+            return false;
+        }
+        self.code_pages.copy_from_slice(bits);
+        self.dirty_code.clear();
+        true
+    }
+
     /// True if the RAM page at `ram_index` holds translated code.
     #[inline]
     pub fn is_code(&self, ram_index: usize) -> bool {

@@ -3,6 +3,7 @@
 //! guest memory. The devices themselves stay board-agnostic.
 
 use crate::registry::{Ctx, Device, Events};
+use crate::snapshot::DeviceState;
 use std::any::Any;
 use tci64_devices::cf9::ResetControl;
 use tci64_devices::i8042::I8042;
@@ -10,6 +11,7 @@ use tci64_devices::i8254::Pit;
 use tci64_devices::mc146818::Rtc;
 use tci64_devices::misc::{Port92, PostPort};
 use tci64_devices::pci::{Access, PciBus};
+use tci64_devices::state::StateError;
 use tci64_devices::uart16550::Uart16550;
 use tci64_devices::virtio::mmio::{VirtioMmio, REG_QUEUE_NOTIFY};
 use tci64_devices::virtio::{GuestMemory, MemError, VirtioDevice};
@@ -42,6 +44,18 @@ impl Device for Serial {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn state(&self) -> DeviceState {
+        DeviceState::Serial(self.uart.state().clone())
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::Serial(s) => {
+                self.uart = Uart16550::from_state(self.uart.base(), s);
+                Ok(())
+            }
+            _ => Err(wrong("serial")),
+        }
+    }
 }
 
 /// The PIT: channel 0's OUT pulses line 0.
@@ -64,6 +78,18 @@ impl Device for PitDev {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+    fn state(&self) -> DeviceState {
+        DeviceState::Pit(self.0.state())
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::Pit(s) => {
+                self.0 = Pit::from_state(s);
+                Ok(())
+            }
+            _ => Err(wrong("PIT")),
+        }
     }
 }
 
@@ -90,29 +116,98 @@ impl Device for RtcDev {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn state(&self) -> DeviceState {
+        DeviceState::Rtc(self.rtc.state())
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::Rtc(s) => {
+                self.rtc = Rtc::from_state(s);
+                Ok(())
+            }
+            _ => Err(wrong("RTC")),
+        }
+    }
 }
 
 /// A port device whose only output is a reset request.
 pub trait ResetSource: PioDevice + 'static {
     fn take_reset(&mut self) -> bool;
+    /// The device's snapshot state.
+    fn state(&self) -> DeviceState;
+    /// Put back a saved state.
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError>;
+}
+
+/// A saved state of another kind of device.
+fn wrong(what: &str) -> StateError {
+    StateError::new(what, "the snapshot holds another kind of device here")
 }
 
 impl ResetSource for I8042 {
+    fn state(&self) -> DeviceState {
+        DeviceState::I8042(I8042::state(self))
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::I8042(s) => {
+                *self = I8042::from_state(s);
+                Ok(())
+            }
+            _ => Err(wrong("i8042")),
+        }
+    }
     fn take_reset(&mut self) -> bool {
         self.take_reset_request()
     }
 }
 impl ResetSource for Port92 {
+    fn state(&self) -> DeviceState {
+        DeviceState::Port92(*self)
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::Port92(s) => {
+                *self = s;
+                Ok(())
+            }
+            _ => Err(wrong("Port92")),
+        }
+    }
     fn take_reset(&mut self) -> bool {
         self.take_reset_request()
     }
 }
 impl ResetSource for ResetControl {
+    fn state(&self) -> DeviceState {
+        DeviceState::ResetControl(*self)
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::ResetControl(s) => {
+                *self = s;
+                Ok(())
+            }
+            _ => Err(wrong("ResetControl")),
+        }
+    }
     fn take_reset(&mut self) -> bool {
         self.take_reset_request()
     }
 }
 impl ResetSource for PostPort {
+    fn state(&self) -> DeviceState {
+        DeviceState::PostPort(*self)
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::PostPort(s) => {
+                *self = s;
+                Ok(())
+            }
+            _ => Err(wrong("PostPort")),
+        }
+    }
     fn take_reset(&mut self) -> bool {
         false
     }
@@ -133,6 +228,12 @@ impl<T: ResetSource> Device for Ports<T> {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+    fn state(&self) -> DeviceState {
+        self.0.state()
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        self.0.set_state(s)
     }
 }
 
@@ -209,6 +310,25 @@ impl<D: VirtioDevice + 'static> Device for VirtioMmioDev<D> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+    fn state(&self) -> DeviceState {
+        DeviceState::VirtioMmio {
+            transport: self.dev.state(),
+            notifies: self.notifies.clone(),
+        }
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::VirtioMmio {
+                transport,
+                notifies,
+            } => {
+                self.dev.set_state(transport)?;
+                self.notifies = notifies;
+                Ok(())
+            }
+            _ => Err(wrong("virtio-mmio")),
+        }
+    }
 }
 
 /// The PCI bus: configuration ports, BAR windows, INTx lines.
@@ -277,5 +397,14 @@ impl Device for PciDev {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+    fn state(&self) -> DeviceState {
+        DeviceState::Pci(self.0.state())
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::Pci(s) => self.0.set_state(&s),
+            _ => Err(wrong("PCI bus")),
+        }
     }
 }

@@ -27,6 +27,9 @@ pub struct VirtualClock {
     pub idle_ns: u64,
     /// Instructions retired at the start of the current CPU slice (icount mode).
     pub slice_icount: u64,
+    /// Where the current slice ends (instructions retired). Fixed when the slice starts, from
+    /// the machine's state alone, so the host's `Machine::run` budgets never move it.
+    pub slice_end: u64,
 }
 
 impl VirtualClock {
@@ -38,14 +41,20 @@ impl VirtualClock {
             icount_shift,
             idle_ns: 0,
             slice_icount: 0,
+            slice_end: 0,
         }
+    }
+
+    /// Make real time continue from `virtual_ns` (restoring a snapshot).
+    pub fn resume_at(&mut self, virtual_ns: u64) {
+        self.origin_ns = self.host.now_ns().wrapping_sub(virtual_ns);
     }
 
     /// Virtual nanoseconds since power-on, given instructions retired.
     pub fn now_at(&self, icount: u64) -> u64 {
         match self.icount_shift {
             Some(s) => (icount << s).wrapping_add(self.idle_ns),
-            None => self.host.now_ns().saturating_sub(self.origin_ns),
+            None => self.host.now_ns().wrapping_sub(self.origin_ns),
         }
     }
 

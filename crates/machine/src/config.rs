@@ -21,7 +21,7 @@ pub struct TraceFlags {
 }
 
 /// Which board to build (`-M`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MachineType {
     /// QEMU `microvm,acpi=off`-like: virtio-mmio disks announced with `virtio_mmio.device=`.
     #[default]
@@ -32,7 +32,7 @@ pub enum MachineType {
 }
 
 /// The platform devices (`-M microvm,acpi=..,pic=..,pit=..,rtc=..`, `-cpu qemu64,-apic`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlatformConfig {
     /// A local APIC per CPU and an IOAPIC (`-cpu qemu64,-apic` turns both off).
     pub apic: bool,

@@ -34,7 +34,41 @@ pub struct Interrupts {
     levels: u32,
 }
 
+/// The interrupt controllers' snapshot state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InterruptsState {
+    pub pic: Option<tci64_devices::i8259::PicState>,
+    pub ioapic: Option<IoApic>,
+    pub lapics: Vec<Lapic>,
+    pub levels: u32,
+}
+
 impl Interrupts {
+    /// The controllers' state, for a snapshot.
+    pub fn state(&self) -> InterruptsState {
+        InterruptsState {
+            pic: self.pic.as_ref().map(|p| p.state()),
+            ioapic: self.ioapic.clone(),
+            lapics: self.lapics.clone(),
+            levels: self.levels,
+        }
+    }
+
+    /// Put back a saved state: the same controllers must be present.
+    pub fn set_state(&mut self, s: InterruptsState) -> Result<(), String> {
+        if s.pic.is_some() != self.pic.is_some()
+            || s.ioapic.is_some() != self.ioapic.is_some()
+            || s.lapics.len() != self.lapics.len()
+        {
+            return Err("the interrupt controllers differ (PIC, IOAPIC, local APICs)".into());
+        }
+        self.pic = s.pic.map(tci64_devices::i8259::Pic::from_state);
+        self.ioapic = s.ioapic;
+        self.lapics = s.lapics;
+        self.levels = s.levels;
+        Ok(())
+    }
+
     /// Controllers as given; all lines low.
     pub fn new(pic: Option<Pic>, ioapic: Option<IoApic>, lapics: Vec<Lapic>) -> Self {
         Interrupts {

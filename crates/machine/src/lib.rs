@@ -13,10 +13,12 @@ pub mod interrupts;
 pub mod memmap;
 pub mod pc;
 pub mod registry;
+pub mod snapshot;
 pub mod wiring;
 
 pub use config::{DiskConfig, MachineConfig, MachineType, PlatformConfig, TraceFlags};
 pub use error::MachineError;
+pub use snapshot::{RestoreOptions, SnapshotError};
 
 use board::{Board, VirtualClock};
 use memmap::MemoryMap;
@@ -80,8 +82,23 @@ pub struct Stats {
 pub struct Machine {
     cpu: Cpu,
     board: Board,
-    /// The kernel's entry state, for reporting.
-    pub boot: boot::BootInfo,
+    /// The kernel's entry state, for reporting (`None` when restored from a snapshot).
+    pub boot: Option<boot::BootInfo>,
+    /// What the hardware is made of.
+    shape: MachineShape,
+}
+
+/// What the hardware is made of: the part of a [`MachineConfig`] a snapshot records and a
+/// restore rebuilds (kernel, initrd and command line only matter at power-on).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MachineShape {
+    pub machine: MachineType,
+    pub platform: PlatformConfig,
+    pub ram_bytes: u64,
+    pub icount_shift: Option<u32>,
+    pub virtio_legacy: bool,
+    /// One entry per disk: attached read-only.
+    pub disks_read_only: Vec<bool>,
 }
 
 /// Guest RAM seen by devices (DMA), keeping translated code coherent.
@@ -130,21 +147,33 @@ const MIN_ICOUNT_SLICE: u64 = 1000;
 
 impl Machine {
     /// Build the machine, load the kernel and initrd, and put the CPU at the kernel's 64-bit entry.
-    pub fn new(mut config: MachineConfig, clock: Box<dyn HostClock>) -> Result<Self, MachineError> {
-        let map = MemoryMap::for_machine(config.machine, config.ram_bytes, config.disks.len())
-            .map_err(|e| MachineError::Config(format!("-m {}: {e}", config.ram_bytes)))?;
-        let mut cpu = Cpu::new(map.low_ram_end(), map.high_ram_bytes())
-            .map_err(|e| MachineError::Config(e.to_string()))?;
-        let cmdline = boot::kernel_cmdline(&config.cmdline, &map);
+    pub fn new(config: MachineConfig, clock: Box<dyn HostClock>) -> Result<Self, MachineError> {
+        let shape = MachineShape {
+            machine: config.machine,
+            platform: config.platform,
+            ram_bytes: config.ram_bytes,
+            icount_shift: config.icount_shift,
+            virtio_legacy: config.virtio_legacy,
+            disks_read_only: config.disks.iter().map(|d| d.read_only).collect(),
+        };
+        let mut m = Machine::hardware(
+            &shape,
+            config.disks,
+            clock,
+            config.rtc_epoch_secs,
+            config.trace,
+        )?;
+        let map = &m.board.map;
+        let cmdline = boot::kernel_cmdline(&config.cmdline, map);
         let info = boot::load_linux(
-            cpu.core_mut().mem.ram_mut(),
+            m.cpu.core_mut().mem.ram_mut(),
             &config.kernel,
             config.initrd.as_deref(),
             &cmdline,
-            &map,
+            map,
         )
         .map_err(|e| e.for_file(&config.kernel_name))?;
-        cpu.enter_long_mode(&LongModeEntry {
+        m.cpu.enter_long_mode(&LongModeEntry {
             rip: info.entry_rip,
             rsi: info.rsi,
             rsp: info.rsp,
@@ -154,37 +183,6 @@ impl Machine {
             cs: info.cs,
             ds: info.ds,
         });
-        {
-            let c = cpu.core_mut();
-            let t = config.trace;
-            c.trace = tci64_engine::Trace {
-                op: t.op,
-                op_opt: t.op_opt,
-                exec: t.exec,
-                cpu: t.cpu,
-            };
-            c.guest.trace_in_asm = t.in_asm;
-            c.guest.trace_int = t.int;
-            c.guest.trace_unimp = t.unimp;
-        }
-        if config.platform.apic {
-            cpu.core_mut().guest.model = tci64_x86::system::cpuid::CpuModel {
-                apic: true,
-                x2apic: config.platform.x2apic,
-                tsc_deadline: true,
-            };
-        }
-        let vclock = VirtualClock::new(clock, config.icount_shift);
-        let w = wiring::build(
-            config.machine,
-            &config.platform,
-            &map,
-            vclock.now(),
-            config.rtc_epoch_secs,
-            std::mem::take(&mut config.disks),
-            config.virtio_legacy,
-        )?;
-        let board = Board::new(vclock, map, w.intc, w.devices, w.serial);
         log::info!(
             "loaded {} ({:?}, protocol {:#x}) entry {:#x}, command line: {cmdline}",
             config.kernel_name,
@@ -192,10 +190,54 @@ impl Machine {
             info.protocol,
             info.entry_rip
         );
+        m.boot = Some(info);
+        Ok(m)
+    }
+
+    /// The powered-on hardware of `shape` with empty RAM and the CPU in its reset state.
+    fn hardware(
+        shape: &MachineShape,
+        disks: Vec<DiskConfig>,
+        clock: Box<dyn HostClock>,
+        rtc_epoch_secs: u64,
+        t: TraceFlags,
+    ) -> Result<Self, MachineError> {
+        let map = MemoryMap::for_machine(shape.machine, shape.ram_bytes, disks.len())
+            .map_err(|e| MachineError::Config(format!("-m {}: {e}", shape.ram_bytes)))?;
+        let mut cpu = Cpu::new(map.low_ram_end(), map.high_ram_bytes())
+            .map_err(|e| MachineError::Config(e.to_string()))?;
+        cpu.core_mut().trace = tci64_engine::Trace {
+            in_asm: t.in_asm,
+            op: t.op,
+            op_opt: t.op_opt,
+            exec: t.exec,
+            cpu: t.cpu,
+            int: t.int,
+            unimp: t.unimp,
+        };
+        if shape.platform.apic {
+            cpu.core_mut().guest.model = tci64_x86::system::cpuid::CpuModel {
+                apic: true,
+                x2apic: shape.platform.x2apic,
+                tsc_deadline: true,
+            };
+        }
+        let vclock = VirtualClock::new(clock, shape.icount_shift);
+        let w = wiring::build(
+            shape.machine,
+            &shape.platform,
+            &map,
+            vclock.now(),
+            rtc_epoch_secs,
+            disks,
+            shape.virtio_legacy,
+        )?;
+        let board = Board::new(vclock, map, w.intc, w.devices, w.serial);
         Ok(Machine {
             cpu,
             board,
-            boot: info,
+            boot: None,
+            shape: shape.clone(),
         })
     }
 
@@ -208,36 +250,41 @@ impl Machine {
     }
 
     /// Run at most `budget` guest instructions, or until an event (see [`RunExit`]).
+    ///
+    /// The CPU runs in slices; devices catch up and interrupt lines are refreshed between
+    /// slices. A slice's end is fixed when it starts, from the machine's own state (in
+    /// `-icount` mode: the next device deadline), never from `budget`: a budget that ends
+    /// mid-slice only pauses it. So virtual time, and everything the guest sees, is the same
+    /// however the host slices its calls (and across a snapshot taken between two calls).
     pub fn run(&mut self, budget: u64) -> RunExit {
         let end = self.cpu.icount().saturating_add(budget);
         loop {
-            self.service_devices();
-            if self.board.events.reset {
-                self.board.events.reset = false;
-                return RunExit::Reset;
-            }
-            if self.board.events.poweroff {
-                self.board.events.poweroff = false;
-                return RunExit::PowerOff;
+            if self.cpu.icount() >= self.board.clock.slice_end {
+                self.service_devices();
+                if self.board.events.reset {
+                    self.board.events.reset = false;
+                    return RunExit::Reset;
+                }
+                if self.board.events.poweroff {
+                    self.board.events.poweroff = false;
+                    return RunExit::PowerOff;
+                }
+                self.board.clock.slice_end = self.next_slice_end();
             }
             let now_icount = self.cpu.icount();
             if now_icount >= end {
                 return RunExit::Budget;
             }
-            let mut slice = (end - now_icount).min(SLICE);
-            if let Some(shift) = self.board.clock.icount_shift {
-                // Deterministic time: stop exactly at the next device deadline.
-                let now = self.board.clock.now();
-                if let Some(dl) = self.board.next_deadline(now) {
-                    let insns = (dl.saturating_sub(now) >> shift).max(MIN_ICOUNT_SLICE);
-                    slice = slice.min(insns);
-                }
-            }
+            let slice = self.board.clock.slice_end.min(end) - now_icount;
             match self.cpu.run(&mut self.board, slice) {
                 CpuExit::Budget => {}
+                // Device work that needs guest memory, or a reset: end the slice here.
+                CpuExit::Attention => self.board.clock.slice_end = self.cpu.icount(),
                 CpuExit::Reset => return RunExit::Reset,
                 CpuExit::Halted { interrupts_enabled } => {
                     self.service_devices();
+                    // Time moves on while halted: the next slice starts afresh.
+                    self.board.clock.slice_end = self.cpu.icount();
                     if self.board.events.reset || self.board.events.poweroff {
                         continue;
                     }
@@ -258,6 +305,19 @@ impl Machine {
                 }
             }
         }
+    }
+
+    /// Where a slice starting now ends: [`SLICE`] instructions on, and in `-icount` mode no
+    /// later than the next device deadline.
+    fn next_slice_end(&self) -> u64 {
+        let mut len = SLICE;
+        if let Some(shift) = self.board.clock.icount_shift {
+            let now = self.board.clock.now();
+            if let Some(dl) = self.board.next_deadline(now) {
+                len = len.min((dl.saturating_sub(now) >> shift).max(MIN_ICOUNT_SLICE));
+            }
+        }
+        self.cpu.icount().saturating_add(len)
     }
 
     /// Feed bytes typed by the user to the serial port; returns how many were accepted (the

@@ -64,6 +64,13 @@ pub trait Device: Any {
     }
     /// For the few places that need the concrete device (the serial console).
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// The device's state, for a snapshot (every device has one: see `crate::snapshot`).
+    fn state(&self) -> crate::snapshot::DeviceState;
+    /// Put back a saved state; a state of another kind of device is refused.
+    fn set_state(
+        &mut self,
+        state: crate::snapshot::DeviceState,
+    ) -> Result<(), tci64_devices::state::StateError>;
 }
 
 /// What a registered device is, for the firmware tables (ACPI DSDT, MP table) and traces.

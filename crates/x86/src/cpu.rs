@@ -292,6 +292,9 @@ pub enum CpuExit {
     Halted { interrupts_enabled: bool },
     /// Triple fault or reset request.
     Reset,
+    /// The bus asked for the CPU (`X86Bus::take_stop_request`): the machine has device work
+    /// that needs guest memory.
+    Attention,
 }
 
 /// The initial register state for the Linux 64-bit boot protocol (or any long-mode entry).
@@ -307,6 +310,20 @@ pub struct LongModeEntry {
     pub cs: u16,
     /// Data selector for DS/ES/SS/FS/GS.
     pub ds: u16,
+}
+
+/// Everything of the CPU a snapshot needs (see [`Cpu::state`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CpuState {
+    /// Register-file slots below [`FIRST_TEMP`] (temporaries are dead between blocks).
+    pub globals: [u64; FIRST_TEMP as usize],
+    pub x86: X86State,
+    /// Instructions retired.
+    pub icount: u64,
+    /// Blocks until the engine polls for interrupts.
+    pub poll_in: u32,
+    /// RAM pages holding translated code (see `Memory::code_pages`).
+    pub code_pages: Vec<u64>,
 }
 
 /// The x86-64 CPU: an engine running the x86 guest.
@@ -364,7 +381,14 @@ impl Cpu {
             limit: 0xffff_ffff,
             attr: 0x93 | Segment::ATTR_DB | Segment::ATTR_G,
         };
-        g.segs = [data, code, data, data, data, data];
+        g.segs = [
+            data.reg(),
+            code.reg(),
+            data.reg(),
+            data.reg(),
+            data.reg(),
+            data.reg(),
+        ];
         g.tr = Segment {
             selector: 0,
             base: 0,
@@ -389,8 +413,45 @@ impl Cpu {
                 interrupts_enabled: self.engine.core.regs.0[RFLAGS as usize] & fl::IF != 0,
             },
             Stop::Guest(stop::RESET) => CpuExit::Reset,
-            Stop::Guest(_) => CpuExit::Budget,
+            Stop::Guest(_) => CpuExit::Attention,
         }
+    }
+
+    /// The architectural state, for a snapshot: the register file's globals (GPRs, RIP, the
+    /// lazy-flag slots, RFLAGS, segment bases), everything in [`X86State`], and the retired
+    /// instruction count (the `-icount` clock).
+    pub fn state(&self) -> CpuState {
+        let c = &self.engine.core;
+        let mut globals = [0u64; FIRST_TEMP as usize];
+        globals.copy_from_slice(&c.regs.0[..FIRST_TEMP as usize]);
+        CpuState {
+            globals,
+            x86: c.guest.clone(),
+            icount: c.icount,
+            poll_in: c.poll_in,
+            code_pages: c.mem.code_pages().to_vec(),
+        }
+    }
+
+    /// Put back a saved state. Translated code, the TLB and the jump cache are dropped (they
+    /// are derived from memory and state).
+    /// Fails (changing nothing) if the state was saved with a different RAM size.
+    pub fn set_state(&mut self, s: &CpuState) -> Result<(), crate::CpuError> {
+        let c = &mut self.engine.core;
+        if !c.mem.set_code_pages(&s.code_pages) {
+            return Err(crate::CpuError::StateMismatch(
+                "the code-page bitmap does not fit this RAM size".into(),
+            ));
+        }
+        c.regs.0[..FIRST_TEMP as usize].copy_from_slice(&s.globals);
+        let model = c.guest.model;
+        c.guest = s.x86.clone();
+        c.guest.model = model;
+        c.icount = s.icount;
+        c.poll_in = s.poll_in.min(<X86State as Guest>::POLL_INTERVAL);
+        c.tlb_flush_all();
+        self.engine.flush_code();
+        Ok(())
     }
 
     /// Instructions retired.
@@ -457,15 +518,16 @@ pub fn dump_state(c: &Core<X86>) -> String {
         u8::from(g.irq_shadow),
         u8::from(g.halted)
     );
-    for (n, s) in ["ES", "CS", "SS", "DS", "FS", "GS"]
+    for (i, (n, s)) in ["ES", "CS", "SS", "DS", "FS", "GS"]
         .iter()
         .zip(g.segs.iter())
+        .enumerate()
     {
         let _ = writeln!(
             o,
             "{n} ={:04x} {:016x} {:08x} {:08x}",
             s.selector,
-            s.base,
+            r(SEG_BASE as usize + i),
             s.limit,
             (s.attr as u32) << 8
         );

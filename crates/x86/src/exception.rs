@@ -25,7 +25,7 @@ fn contributory(v: u8) -> bool {
 
 /// Deliver an event through the IDT.
 pub fn deliver(c: &mut Core<X86>, bus: &mut Bus, ev: Event) {
-    if c.guest.trace_int {
+    if c.trace.int {
         log::info!(target: "tci64::trace",
             "INT {:#04x} ({:?}) err={:?} at rip={:#x} cpl={} cr2={:#x} rsp={:#x}",
             ev.vector, ev.kind, ev.error_code, c.regs.0[RIP as usize], c.guest.cpl, c.guest.cr2, c.regs.0[RSP as usize]);
@@ -57,7 +57,7 @@ pub fn deliver(c: &mut Core<X86>, bus: &mut Bus, ev: Event) {
                         kind: EventKind::Exception,
                     }
                 };
-                if c.guest.trace_int {
+                if c.trace.int {
                     log::info!(target: "tci64::trace", "  delivery failed: {v:#x}; now delivering {:#x}", ev.vector);
                 }
             }
@@ -225,13 +225,16 @@ fn deliver_once(c: &mut Core<X86>, bus: &mut Bus, ev: Event) -> Result<(), Neste
         c.regs.0[RSP as usize] = rsp;
         if new_cpl < old_cpl {
             // SS becomes a null selector with RPL = new CPL.
-            c.guest.segs[SS] = Segment {
-                selector: new_cpl as u16,
-                base: 0,
-                limit: 0,
-                attr: 0,
-            };
-            c.regs.0[SS_BASE as usize] = 0;
+            crate::system::seg::set_seg(
+                c,
+                SS,
+                Segment {
+                    selector: new_cpl as u16,
+                    base: 0,
+                    limit: 0,
+                    attr: 0,
+                },
+            );
         }
     } else {
         // 32-bit protected mode.
@@ -247,8 +250,7 @@ fn deliver_once(c: &mut Core<X86>, bus: &mut Bus, ev: Event) -> Result<(), Neste
                 Err(_) => return Err(Nested(vec::TS, Some((ss & !3) as u32))),
             };
             let sseg = seg_from_descriptor(ss, sd);
-            c.guest.segs[SS] = sseg;
-            c.regs.0[SS_BASE as usize] = sseg.base;
+            crate::system::seg::set_seg(c, SS, sseg);
             ss_base = sseg.base;
             rsp = esp;
         }
@@ -272,8 +274,7 @@ fn deliver_once(c: &mut Core<X86>, bus: &mut Bus, ev: Event) -> Result<(), Neste
     }
     let mut cs = cs_new;
     cs.selector = (sel & !3) | new_cpl as u16;
-    c.guest.segs[CS] = cs;
-    c.regs.0[CS_BASE as usize] = cs.base;
+    crate::system::seg::set_seg(c, CS, cs);
     c.guest.cpl = new_cpl;
     let mut f = old_flags & !(fl::TF | fl::NT | fl::RF | fl::VM);
     if typ & 1 == 0 {
@@ -312,7 +313,6 @@ fn deliver_real(c: &mut Core<X86>, bus: &mut Bus, ev: Event) -> Result<(), Neste
     c.regs.0[RSP as usize] = (c.regs.0[RSP as usize] & !0xffff) | sp;
     let sel = (ent >> 16) as u16;
     c.guest.segs[CS].selector = sel;
-    c.guest.segs[CS].base = (sel as u64) << 4;
     c.regs.0[CS_BASE as usize] = (sel as u64) << 4;
     c.regs.0[RIP as usize] = ent & 0xffff;
     set_rflags(c, flags & !(fl::IF | fl::TF | fl::AC));

@@ -18,7 +18,7 @@ pub mod system;
 pub mod translate;
 
 pub use bus::{InterruptController, X86Bus};
-pub use cpu::{Cpu, CpuExit, LongModeEntry};
+pub use cpu::{Cpu, CpuExit, CpuState, LongModeEntry};
 pub use state::X86State;
 
 /// The guest type the engine runs.
@@ -31,4 +31,7 @@ use thiserror::Error;
 pub enum CpuError {
     #[error(transparent)]
     Engine(#[from] tci64_engine::EngineError),
+    /// A saved CPU state that does not fit this CPU.
+    #[error("CPU state: {0}")]
+    StateMismatch(String),
 }

@@ -1,7 +1,11 @@
 //! Architectural state of the x86-64 CPU that does not live in the engine's register file.
+//! Plain serde data: [`crate::cpu::CpuState`] adds the register file's globals and makes a
+//! snapshot of the CPU.
+
+use serde::{Deserialize, Serialize};
 
 /// A segment register's hidden part (the descriptor cache) and selector.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     pub selector: u16,
     pub base: u64,
@@ -11,7 +15,42 @@ pub struct Segment {
     pub attr: u16,
 }
 
+/// A segment register as [`X86State::segs`] holds it: the selector and the descriptor cache's
+/// limit and attributes. Its base lives in one place only, the engine slot `SEG_BASE + n`
+/// (see [`crate::regs`]); [`crate::system::seg::seg`] puts the two together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegReg {
+    pub selector: u16,
+    pub limit: u32,
+    /// As [`Segment::attr`].
+    pub attr: u16,
+}
+
+impl SegReg {
+    /// DPL field.
+    pub fn dpl(&self) -> u8 {
+        ((self.attr >> 5) & 3) as u8
+    }
+    /// With `base`, the whole segment.
+    pub fn with_base(self, base: u64) -> Segment {
+        Segment {
+            selector: self.selector,
+            base,
+            limit: self.limit,
+            attr: self.attr,
+        }
+    }
+}
+
 impl Segment {
+    /// The part [`X86State::segs`] keeps (everything but the base).
+    pub fn reg(&self) -> SegReg {
+        SegReg {
+            selector: self.selector,
+            limit: self.limit,
+            attr: self.attr,
+        }
+    }
     pub const ATTR_P: u16 = 1 << 7;
     pub const ATTR_L: u16 = 1 << 13;
     pub const ATTR_DB: u16 = 1 << 14;
@@ -23,14 +62,14 @@ impl Segment {
 }
 
 /// GDTR/IDTR.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DescTable {
     pub base: u64,
     pub limit: u16,
 }
 
 /// An exception or interrupt waiting to be delivered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub vector: u8,
     pub error_code: Option<u32>,
@@ -38,7 +77,7 @@ pub struct Event {
 }
 
 /// Where an event came from (decides the saved RIP and privilege checks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// A fault or trap raised by an instruction; RIP already points where the architecture
     /// says the handler returns to (the faulting instruction for faults).
@@ -51,7 +90,7 @@ pub enum EventKind {
 }
 
 /// x87 FPU state. Registers hold 80-bit extended values as (mantissa, sign+exponent).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct X87 {
     /// Physical registers R0..R7 (ST(i) = R[(top + i) & 7]).
     pub regs: [(u64, u16); 8],
@@ -87,11 +126,11 @@ impl Default for X87 {
 
 /// Everything of the x86 CPU besides the engine's register file (GPRs, RIP, lazy flags,
 /// RFLAGS and segment bases live there; see [`crate::regs`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct X86State {
-    /// ES, CS, SS, DS, FS, GS. The `base` here mirrors the engine slot `SEG_BASE + n`; the
-    /// slot is authoritative while running (helpers keep both in step via `set_seg_base`).
-    pub segs: [Segment; 6],
+    /// ES, CS, SS, DS, FS, GS without their bases (those are the engine slots
+    /// `SEG_BASE + n`, the one authority).
+    pub segs: [SegReg; 6],
     pub ldtr: Segment,
     pub tr: Segment,
     pub gdtr: DescTable,
@@ -141,20 +180,16 @@ pub struct X86State {
     pub reset_requested: bool,
     /// Exceptions being delivered, for double/triple fault detection.
     pub delivering: u8,
-    /// `-d int`: log every interrupt and exception.
-    pub trace_int: bool,
-    /// `-d unimp`: log unimplemented instructions (once per RIP).
-    pub trace_unimp: bool,
-    /// `-d in_asm`: log guest instructions as translated.
-    pub trace_in_asm: bool,
     /// The machine-dependent CPUID features (local APIC, x2APIC, TSC-deadline).
+    /// Machine configuration, not guest state: a restore keeps the machine's own.
+    #[serde(skip)]
     pub model: crate::system::cpuid::CpuModel,
 }
 
 impl Default for X86State {
     fn default() -> Self {
         X86State {
-            segs: [Segment::default(); 6],
+            segs: [SegReg::default(); 6],
             ldtr: Segment::default(),
             tr: Segment::default(),
             gdtr: DescTable::default(),
@@ -197,9 +232,6 @@ impl Default for X86State {
             nmi_blocked: false,
             reset_requested: false,
             delivering: 0,
-            trace_int: false,
-            trace_unimp: false,
-            trace_in_asm: false,
             model: Default::default(),
         }
     }

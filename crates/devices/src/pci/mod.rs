@@ -25,6 +25,7 @@
 
 pub mod host_bridge;
 
+use crate::state::{PciDeviceState, StateError};
 use crate::virtio::GuestMemory;
 use crate::PioDevice;
 use std::any::Any;
@@ -141,6 +142,15 @@ pub struct Bar {
     pub address: u64,
 }
 
+/// The guest-visible part of a configuration space, for a snapshot: the 256 bytes and the
+/// programmed BAR addresses (BAR kinds and sizes, write masks and capabilities belong to the
+/// device's construction).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PciConfigState {
+    pub data: Vec<u8>,
+    pub bar_addresses: [Option<u64>; NUM_BARS],
+}
+
 /// A type 0 configuration space: 256 bytes, per-byte write masks and up to six BARs.
 #[derive(Clone)]
 pub struct PciConfig {
@@ -198,6 +208,43 @@ impl PciConfig {
         c.wmask[REG_LATENCY_TIMER] = 0xFF;
         c.wmask[REG_INTERRUPT_LINE] = 0xFF;
         c
+    }
+
+    /// The guest-visible registers, for a snapshot.
+    pub fn state(&self) -> PciConfigState {
+        PciConfigState {
+            data: self.data.to_vec(),
+            bar_addresses: self.bars.map(|b| b.map(|b| b.address)),
+        }
+    }
+
+    /// Put back a saved state. The BARs must be the ones this function declares.
+    pub fn set_state(&mut self, s: &PciConfigState) -> Result<(), StateError> {
+        let who = || {
+            format!(
+                "PCI function {:04x}:{:04x}",
+                self.read16(REG_VENDOR_ID),
+                self.read16(REG_DEVICE_ID)
+            )
+        };
+        let data: [u8; CONFIG_SPACE_SIZE] = s.data.as_slice().try_into().map_err(|_| {
+            StateError::new(who(), format!("config space of {} bytes", s.data.len()))
+        })?;
+        if data[..4] != self.data[..4] {
+            return Err(StateError::new(who(), "a different device was saved here"));
+        }
+        for (bar, addr) in self.bars.iter().zip(s.bar_addresses) {
+            if bar.is_some() != addr.is_some() {
+                return Err(StateError::new(who(), "the saved BARs differ"));
+            }
+        }
+        self.data = data;
+        for (bar, addr) in self.bars.iter_mut().zip(s.bar_addresses) {
+            if let (Some(bar), Some(a)) = (bar.as_mut(), addr) {
+                bar.address = a & !(bar.size - 1);
+            }
+        }
+        Ok(())
     }
 
     /// Set the subsystem vendor and ID.
@@ -445,6 +492,29 @@ pub trait PciDevice: Any {
         self.config_mut().write(offset, size, value);
         Access::Done
     }
+    /// The function's state, for a snapshot (by default: its configuration space alone).
+    fn state(&self) -> PciDeviceState {
+        PciDeviceState::Config(self.config().state())
+    }
+    /// Put back a saved state.
+    fn set_state(&mut self, state: &PciDeviceState) -> Result<(), StateError> {
+        match state {
+            PciDeviceState::Config(c) => self.config_mut().set_state(c),
+            _ => Err(StateError::new(
+                "PCI",
+                "a different kind of device was saved in this slot",
+            )),
+        }
+    }
+}
+
+/// The bus's state for a snapshot: the conf1 address latch and each plugged function.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PciBusState {
+    pub address: u32,
+    pub service_requested: bool,
+    /// (device number, state) in slot order.
+    pub devices: Vec<(u8, PciDeviceState)>,
 }
 
 /// A device on the bus with the interrupt line the board wired its INTx to.
@@ -508,6 +578,43 @@ impl PciBus {
             windows: Vec::new(),
             service_requested: false,
         }
+    }
+
+    /// The bus and every function, for a snapshot.
+    pub fn state(&self) -> PciBusState {
+        PciBusState {
+            address: self.address,
+            service_requested: self.service_requested,
+            devices: self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some((i as u8, s.as_ref()?.dev.state())))
+                .collect(),
+        }
+    }
+
+    /// Put back a saved state: the same functions must be plugged in the same slots.
+    pub fn set_state(&mut self, s: &PciBusState) -> Result<(), StateError> {
+        let plugged: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some())
+            .collect();
+        let saved: Vec<usize> = s.devices.iter().map(|(i, _)| *i as usize).collect();
+        if plugged != saved {
+            return Err(StateError::new(
+                "PCI bus",
+                format!("devices were saved in slots {saved:?}, this machine has {plugged:?}"),
+            ));
+        }
+        for (i, d) in &s.devices {
+            if let Some(Some(slot)) = self.slots.get_mut(*i as usize) {
+                slot.dev.set_state(d)?;
+            }
+        }
+        self.address = s.address;
+        self.service_requested = s.service_requested;
+        self.rebuild_windows();
+        Ok(())
     }
 
     /// Plug `dev` in at device number `slot` (0..32, function 0), its INTx wired to 8259 line

@@ -13,6 +13,7 @@ use super::{
     VIRTIO_ID_BLOCK,
 };
 use crate::block::BlockBackend;
+use crate::state::{StateError, VirtioDeviceState};
 
 /// Feature: maximum size of any single segment is in size_max.
 pub const VIRTIO_BLK_F_SIZE_MAX: u64 = 1 << 1;
@@ -76,7 +77,7 @@ pub const CFG_MAX_WRITE_ZEROES_SEG: usize = 0x34;
 pub const CFG_SIZE: usize = 0x3C;
 
 /// Per-device statistics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlkCounters {
     pub requests: u64,
     pub bytes_read: u64,
@@ -95,6 +96,18 @@ pub struct VirtioBlk {
     id: [u8; ID_LEN],
     driver_features: u64,
     counters: BlkCounters,
+}
+
+/// Everything of a virtio-blk device a snapshot needs (the disk's contents are the backend's,
+/// saved apart: see [`crate::block`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioBlkState {
+    pub read_only: bool,
+    pub id: [u8; ID_LEN],
+    pub driver_features: u64,
+    pub counters: BlkCounters,
+    /// The disk's size in bytes when saved.
+    pub size: u64,
 }
 
 impl std::fmt::Debug for VirtioBlk {
@@ -461,6 +474,52 @@ impl VirtioDevice for VirtioBlk {
 
     fn flush(&mut self) -> Result<(), crate::block::BlockError> {
         self.backend_mut().flush()
+    }
+
+    fn state(&self) -> VirtioDeviceState {
+        VirtioDeviceState::Blk(VirtioBlkState {
+            read_only: self.read_only,
+            id: self.id,
+            driver_features: self.driver_features,
+            counters: self.counters,
+            size: self.backend.size(),
+        })
+    }
+
+    fn set_state(&mut self, state: VirtioDeviceState) -> Result<(), StateError> {
+        let VirtioDeviceState::Blk(s) = state;
+        if s.read_only != self.read_only {
+            return Err(StateError::new(
+                "virtio-blk",
+                format!(
+                    "the disk was saved {} and is now attached {}",
+                    if s.read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    },
+                    if self.read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    }
+                ),
+            ));
+        }
+        if s.size != self.backend.size() {
+            return Err(StateError::new(
+                "virtio-blk",
+                format!(
+                    "the disk was {} bytes when saved and is {} bytes now",
+                    s.size,
+                    self.backend.size()
+                ),
+            ));
+        }
+        self.id = s.id;
+        self.driver_features = s.driver_features;
+        self.counters = s.counters;
+        Ok(())
     }
 
     fn reset(&mut self) {

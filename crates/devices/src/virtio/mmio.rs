@@ -6,11 +6,12 @@
 //! DEVICE_NEEDS_RESET, raises a configuration-change interrupt once the driver is up, and the
 //! device ignores notifications until it is reset (Status = 0).
 
-use super::queue::Queue;
+use super::queue::{check_queues, Queue};
 use super::{
     GuestMemory, VirtioDevice, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
     VIRTIO_F_VERSION_1,
 };
+use crate::state::{StateError, VirtioDeviceState};
 
 /// "virt" in little endian.
 pub const MAGIC_VALUE: u32 = 0x7472_6976;
@@ -84,10 +85,27 @@ pub const INT_VRING: u32 = 1;
 pub const INT_CONFIG: u32 = 2;
 
 /// Per-queue legacy registers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct LegacyQueue {
-    align: u32,
-    pfn: u32,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LegacyQueue {
+    pub align: u32,
+    pub pfn: u32,
+}
+
+/// Everything of a virtio-mmio transport and its device a snapshot needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioMmioState {
+    pub legacy: bool,
+    pub device: VirtioDeviceState,
+    pub queues: Vec<Queue>,
+    pub legacy_queues: Vec<LegacyQueue>,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub driver_features: u64,
+    pub queue_sel: u32,
+    pub status: u32,
+    pub interrupt_status: u32,
+    pub config_generation: u32,
+    pub guest_page_size: u32,
 }
 
 /// A virtio device behind a virtio-mmio register window.
@@ -128,6 +146,50 @@ impl<D: VirtioDevice> VirtioMmio<D> {
             config_generation: 0,
             guest_page_size: 4096,
         }
+    }
+
+    /// The transport's and the device's registers, for a snapshot.
+    pub fn state(&self) -> VirtioMmioState {
+        VirtioMmioState {
+            legacy: self.legacy,
+            device: self.device.state(),
+            queues: self.queues.clone(),
+            legacy_queues: self.legacy_queues.clone(),
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            queue_sel: self.queue_sel,
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            config_generation: self.config_generation,
+            guest_page_size: self.guest_page_size,
+        }
+    }
+
+    /// Put back a saved state (the device keeps its backend).
+    pub fn set_state(&mut self, s: VirtioMmioState) -> Result<(), StateError> {
+        if s.legacy != self.legacy {
+            return Err(StateError::new(
+                "virtio-mmio",
+                "saved as the other transport version (legacy vs modern)",
+            ));
+        }
+        check_queues("virtio-mmio", &self.queues, &s.queues)?;
+        if s.legacy_queues.len() != self.legacy_queues.len() {
+            return Err(StateError::new("virtio-mmio", "legacy queue count differs"));
+        }
+        self.device.set_state(s.device)?;
+        self.queues = s.queues;
+        self.legacy_queues = s.legacy_queues;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.driver_features = s.driver_features;
+        self.queue_sel = s.queue_sel;
+        self.status = s.status;
+        self.interrupt_status = s.interrupt_status;
+        self.config_generation = s.config_generation;
+        self.guest_page_size = s.guest_page_size;
+        Ok(())
     }
 
     /// The device.

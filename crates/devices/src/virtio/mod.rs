@@ -116,4 +116,11 @@ pub trait VirtioDevice {
     fn flush(&mut self) -> Result<(), crate::block::BlockError> {
         Ok(())
     }
+    /// The device's registers, for a snapshot.
+    fn state(&self) -> crate::state::VirtioDeviceState;
+    /// Put back a saved state (host resources such as the disk backend stay).
+    fn set_state(
+        &mut self,
+        state: crate::state::VirtioDeviceState,
+    ) -> Result<(), crate::state::StateError>;
 }

@@ -26,12 +26,14 @@
 //! configuration interrupt once the driver is up, and the device ignores notifications until
 //! it is reset.
 
+use super::queue::check_queues;
 use super::queue::Queue;
 use super::{
     GuestMemory, VirtioDevice, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
     VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1,
 };
-use crate::pci::{Access, BarKind, PciConfig, PciDevice, CAP_ID_VENDOR};
+use crate::pci::{Access, BarKind, PciConfig, PciConfigState, PciDevice, CAP_ID_VENDOR};
+use crate::state::{PciDeviceState, StateError, VirtioDeviceState};
 use std::any::Any;
 
 /// Red Hat / virtio PCI vendor id.
@@ -134,8 +136,26 @@ pub struct VirtioPci<D: VirtioDevice> {
     pci_cfg_cap: usize,
 }
 
+/// Everything of a virtio-pci function a snapshot needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtioPciState {
+    pub config: PciConfigState,
+    pub device: VirtioDeviceState,
+    pub queues: Vec<Queue>,
+    pub device_feature_select: u32,
+    pub driver_feature_select: u32,
+    pub driver_features: u64,
+    pub queue_select: u16,
+    pub status: u8,
+    pub isr: u8,
+    pub config_generation: u8,
+    /// Queues notified and not yet processed (in-flight notifications).
+    pub pending: u64,
+    pub counters: PciCounters,
+}
+
 /// Transport-level counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PciCounters {
     /// Notifications received.
     pub notifies: u64,
@@ -595,6 +615,46 @@ impl<D: VirtioDevice + 'static> PciDevice for VirtioPci<D> {
     fn flush(&mut self) -> Result<(), crate::block::BlockError> {
         self.device_mut().flush()
     }
+    fn state(&self) -> PciDeviceState {
+        PciDeviceState::Virtio(VirtioPciState {
+            config: self.config.state(),
+            device: self.device.state(),
+            queues: self.queues.clone(),
+            device_feature_select: self.device_feature_select,
+            driver_feature_select: self.driver_feature_select,
+            driver_features: self.driver_features,
+            queue_select: self.queue_select,
+            status: self.status,
+            isr: self.isr,
+            config_generation: self.config_generation,
+            pending: self.pending,
+            counters: self.counters,
+        })
+    }
+
+    fn set_state(&mut self, state: &PciDeviceState) -> Result<(), StateError> {
+        let PciDeviceState::Virtio(s) = state else {
+            return Err(StateError::new(
+                "virtio-pci",
+                "a different kind of device was saved in this slot",
+            ));
+        };
+        check_queues("virtio-pci", &self.queues, &s.queues)?;
+        self.config.set_state(&s.config)?;
+        self.device.set_state(s.device.clone())?;
+        self.queues = s.queues.clone();
+        self.device_feature_select = s.device_feature_select;
+        self.driver_feature_select = s.driver_feature_select;
+        self.driver_features = s.driver_features;
+        self.queue_select = s.queue_select;
+        self.status = s.status;
+        self.isr = s.isr;
+        self.config_generation = s.config_generation;
+        self.pending = s.pending;
+        self.counters = s.counters;
+        Ok(())
+    }
+
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }

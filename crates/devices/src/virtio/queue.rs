@@ -97,7 +97,8 @@ impl DescriptorChain {
 }
 
 /// A split virtqueue as configured by the driver, plus the device's ring positions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A split virtqueue's registers and ring positions: plain data, its own snapshot state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Queue {
     pub max_size: u16,
     pub size: u16,
@@ -118,6 +119,34 @@ pub struct Queue {
     pub indirect: bool,
     /// Used index when the driver was last considered for notification.
     pub signalled_used: u16,
+}
+
+/// Check saved queues against the transport's: same count, same maximum sizes, a size the
+/// transport could have accepted.
+pub(crate) fn check_queues(
+    who: &str,
+    have: &[Queue],
+    saved: &[Queue],
+) -> Result<(), crate::state::StateError> {
+    if have.len() != saved.len() {
+        return Err(crate::state::StateError::new(
+            who,
+            format!(
+                "{} queues saved, the device has {}",
+                saved.len(),
+                have.len()
+            ),
+        ));
+    }
+    for (h, s) in have.iter().zip(saved) {
+        if h.max_size != s.max_size || s.size > s.max_size {
+            return Err(crate::state::StateError::new(
+                who,
+                "a saved queue does not fit the device",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Queue {

@@ -190,12 +190,10 @@ pub fn write(c: &mut Core<X86>, bus: &mut Bus, msr: u32, v: u64) -> Result<(), T
         FS_BASE_MSR => {
             canon(c)?;
             c.regs.0[FS_BASE as usize] = v;
-            c.guest.segs[FS].base = v;
         }
         GS_BASE_MSR => {
             canon(c)?;
             c.regs.0[GS_BASE as usize] = v;
-            c.guest.segs[GS].base = v;
         }
         KERNEL_GS_BASE => {
             canon(c)?;
@@ -226,7 +224,7 @@ fn first_time(msr: u32) -> bool {
 }
 
 fn unknown(c: &mut Core<X86>, msr: u32, what: &str) -> Trap {
-    if c.guest.trace_unimp && first_time(msr) {
+    if c.trace.unimp && first_time(msr) {
         log::warn!(target: "tci64::trace", "{what} of unknown MSR {msr:#x} at {:#x}: #GP", c.regs.0[RIP as usize]);
     } else {
         log::debug!("{what} of unknown MSR {msr:#x}: #GP");

@@ -29,8 +29,14 @@ fn pe(c: &Core<X86>) -> bool {
 /// Set segment register `n` (hidden part and the engine's base slot).
 pub fn set_seg(c: &mut Core<X86>, n: usize, s: Segment) {
     let n = n % 6;
-    c.guest.segs[n] = s;
+    c.guest.segs[n] = s.reg();
     c.regs.0[SEG_BASE as usize + n] = s.base;
+}
+
+/// Segment register `n` with its base (from the engine slot, its one authority).
+pub fn seg(c: &Core<X86>, n: usize) -> Segment {
+    let n = n % 6;
+    c.guest.segs[n].with_base(c.regs.0[SEG_BASE as usize + n])
 }
 
 /// Read the 8-byte descriptor of `sel`: (its linear address, its value). Beyond the table
@@ -94,7 +100,7 @@ pub fn load_seg(c: &mut Core<X86>, bus: &mut Bus, n: usize, sel: u16) -> Result<
     }
     if !pe(c) {
         // Real mode / virtual-8086: base = selector * 16.
-        let mut s = c.guest.segs[n];
+        let mut s = seg(c, n);
         s.selector = sel;
         s.base = (sel as u64) << 4;
         if c.regs.0[RFLAGS as usize] & fl::VM != 0 {
@@ -337,7 +343,7 @@ fn null_inaccessible(c: &mut Core<X86>) {
 /// Far JMP to `sel:off`.
 pub fn far_jmp(c: &mut Core<X86>, bus: &mut Bus, sel: u16, off: u64) -> Result<(), Trap> {
     if !pe(c) {
-        let mut s = c.guest.segs[CS];
+        let mut s = seg(c, CS);
         s.selector = sel;
         s.base = (sel as u64) << 4;
         set_seg(c, CS, s);
@@ -384,7 +390,7 @@ pub fn far_call(
             set_cs(c, s, cpl);
         }
         None => {
-            let mut cs = c.guest.segs[CS];
+            let mut cs = seg(c, CS);
             cs.selector = sel;
             cs.base = (sel as u64) << 4;
             set_seg(c, CS, cs);
@@ -399,7 +405,7 @@ pub fn far_ret(c: &mut Core<X86>, bus: &mut Bus, os: u64, imm: u64) -> Result<()
     let rip = stack_read(c, bus, 0, os)?;
     let sel = stack_read(c, bus, os, os)? as u16;
     if !pe(c) {
-        let mut cs = c.guest.segs[CS];
+        let mut cs = seg(c, CS);
         cs.selector = sel;
         cs.base = (sel as u64) << 4;
         set_seg(c, CS, cs);
@@ -459,7 +465,7 @@ pub fn iret(c: &mut Core<X86>, bus: &mut Bus, os: u64) -> Result<(), Trap> {
         if c.regs.0[RFLAGS as usize] & fl::VM != 0 && iopl(c) != 3 {
             return Err(gp0(c));
         }
-        let mut cs = c.guest.segs[CS];
+        let mut cs = seg(c, CS);
         cs.selector = sel;
         cs.base = (sel as u64) << 4;
         set_seg(c, CS, cs);
@@ -623,7 +629,6 @@ pub fn swapgs(c: &mut Core<X86>) -> Result<(), Trap> {
     let cur = c.regs.0[GS_BASE as usize];
     let k = c.guest.kernel_gs_base;
     c.regs.0[GS_BASE as usize] = k;
-    c.guest.segs[GS].base = k;
     c.guest.kernel_gs_base = cur;
     Ok(())
 }

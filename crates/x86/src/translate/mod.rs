@@ -265,7 +265,7 @@ pub fn translate_block(
     } else {
         core.max_insns.max(1)
     };
-    let trace_in_asm = core.guest.trace_in_asm;
+    let trace_in_asm = core.trace.in_asm;
     let mut t = Tr {
         b,
         hf,
@@ -275,7 +275,7 @@ pub fn translate_block(
         cc: None,
         cc_dirty: false,
         mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
-        trace_unimp: core.guest.trace_unimp,
+        trace_unimp: core.trace.unimp,
         ss_ref: false,
     };
     let mut cur = pc;
