@@ -317,7 +317,8 @@ where
                 if name != "tcg" {
                     return err(format!("-accel {v}: only 'tcg' is supported"));
                 }
-                for (k, val) in split_opts(rest)? {
+                let opts = split_opts(rest).map_err(|e| CliError(format!("-accel {v}: {e}")))?;
+                for (k, val) in opts {
                     // thread=single is what tci64 always does.
                     if !(k == "thread" && val == "single") {
                         return err(format!("-accel {v}: unsupported option '{k}'"));
@@ -363,8 +364,10 @@ where
                 return err(format!("{arg}: unknown option (see --help)"));
             }
             _ => {
+                // An empty argument would otherwise make a message that names nothing.
+                let shown = if arg.is_empty() { "''" } else { arg.as_str() };
                 return err(format!(
-                    "{arg}: unexpected argument (options start with '-'; a kernel is given with -kernel FILE)"
+                    "{shown}: unexpected argument (options start with '-'; a kernel is given with -kernel FILE)"
                 ));
             }
         }
@@ -1141,6 +1144,13 @@ mod tests {
         assert_eq!(
             fails(&["-accel", "tcg,tb-size=64"]),
             "-accel tcg,tb-size=64: unsupported option 'tb-size'"
+        );
+        // Found by the cli_args fuzz target: an empty argument was named by nothing.
+        assert!(fails(&[""]).starts_with("'': unexpected argument"));
+        // Found by the cli_args fuzz target: the key=value error used to omit the option.
+        assert_eq!(
+            fails(&["-accel", "tcg,foo"]),
+            "-accel tcg,foo: 'foo' in 'foo': expected key=value"
         );
         assert_eq!(
             fails(&["-smp", "2"]),

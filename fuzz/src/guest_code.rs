@@ -54,7 +54,11 @@ const UCODE32: u16 = 0x43;
 /// Longest program.
 pub const MAX_CODE: usize = 4096;
 /// Instruction budget per run.
-pub const BUDGET: u64 = 20_000;
+pub const BUDGET: u64 = 5_000;
+/// Guest instructions per block at most: short blocks keep translation (and the optimizer's
+/// passes over long blocks) from dominating each run, and put more block boundaries, chains and
+/// jump-cache lookups in the way of the program.
+pub const MAX_BLOCK_INSNS: u16 = 32;
 
 /// Ports read all ones; port and MMIO writes are recorded; no interrupts.
 #[derive(Default, Debug, PartialEq, Eq)]
@@ -195,6 +199,7 @@ fn build(mode: u8, seed: u8, code: &[u8], optimize: bool) -> Cpu {
     let sys = system_code();
     let mut cpu = Cpu::new(RAM, 0).expect("4 MiB of RAM");
     cpu.core_mut().optimize = optimize;
+    cpu.core_mut().max_insns = MAX_BLOCK_INSNS;
     // PD: 0-2 MiB supervisor, 2-4 MiB user, 4-6 MiB user but past RAM (MMIO), the rest absent.
     w64(&mut cpu, PML4, PDPT | 7);
     w64(&mut cpu, PDPT, PD | 7);
