@@ -14,6 +14,8 @@ pub const DEFAULT_RAM_BYTES: u64 = 256 << 20;
 pub const MIN_RAM_BYTES: u64 = 32 << 20;
 /// The largest `-m` accepted.
 pub const MAX_RAM_BYTES: u64 = 64 << 30;
+/// Where Ctrl-A S saves a snapshot when `--save-file` is not given.
+pub const DEFAULT_SAVE_FILE: &str = "tci64.snapshot";
 /// The largest `-icount shift=N` (QEMU's limit too).
 pub const MAX_ICOUNT_SHIFT: u32 = 10;
 
@@ -136,6 +138,13 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// `--stats`: print counters at exit.
     pub stats: bool,
+    /// `-incoming file:PATH`: restore the machine snapshot in PATH and continue.
+    pub incoming: Option<PathBuf>,
+    /// `--save-on-output STR PATH`: save a snapshot to PATH (and exit) as soon as the serial
+    /// output first contains STR.
+    pub save_on_output: Option<(String, PathBuf)>,
+    /// `--save-file PATH`: where Ctrl-A S saves a snapshot.
+    pub save_file: PathBuf,
 }
 
 impl Default for Options {
@@ -156,6 +165,9 @@ impl Default for Options {
             trace: TraceFlags::default(),
             log_file: None,
             stats: false,
+            incoming: None,
+            save_on_output: None,
+            save_file: PathBuf::from(DEFAULT_SAVE_FILE),
         }
     }
 }
@@ -206,15 +218,21 @@ Debugging:
   -d ITEMS            comma-separated trace items (-d help lists them)
   -D FILE             write -d output to FILE instead of stderr
   --stats             print execution counters on stderr at exit
+
+Snapshots (docs/SNAPSHOT.md; disks must be the ones saved, snapshot=on overlays travel along):
+  -incoming file:PATH restore the machine saved in PATH and continue (no -kernel needed)
+  --save-on-output STR PATH   save to PATH and exit once the serial output contains STR
+  --save-file PATH    where Ctrl-A S saves (default {save_file})
   RUST_LOG=...        env_logger filter for everything else (e.g. RUST_LOG=debug)
 
   -h, --help          this text
   --version           print the version
 
 Console: the serial port is on stdin/stdout. Ctrl-A x exits, Ctrl-A h shows the keys,
-Ctrl-A s flushes the disks, Ctrl-A Ctrl-A sends Ctrl-A.
+Ctrl-A s flushes the disks, Ctrl-A S saves a snapshot, Ctrl-A Ctrl-A sends Ctrl-A.
 ",
         version = env!("CARGO_PKG_VERSION"),
+        save_file = DEFAULT_SAVE_FILE,
         max_shift = MAX_ICOUNT_SHIFT,
     )
 }
@@ -360,6 +378,26 @@ where
             }
             "-D" => o.log_file = Some(non_empty_path("-D", value("-D")?)?),
             "-stats" => o.stats = true,
+            "-incoming" => {
+                let v = value("-incoming")?;
+                match v.strip_prefix("file:") {
+                    Some(p) => o.incoming = Some(non_empty_path("-incoming", p.to_string())?),
+                    None => {
+                        return err(format!(
+                            "-incoming {v}: only file:PATH is supported (a snapshot file)"
+                        ))
+                    }
+                }
+            }
+            "-save-on-output" => {
+                let s = value("--save-on-output")?;
+                if s.is_empty() {
+                    return err("--save-on-output: empty string to wait for");
+                }
+                let p = non_empty_path("--save-on-output", value("--save-on-output")?)?;
+                o.save_on_output = Some((s, p));
+            }
+            "-save-file" => o.save_file = non_empty_path("--save-file", value("--save-file")?)?,
             _ if opt.starts_with('-') => {
                 return err(format!("{arg}: unknown option (see --help)"));
             }
@@ -424,6 +462,9 @@ fn expects(opt: &str) -> &'static str {
         "-nic" | "-net" => "expected none",
         "-icount" => "expected shift=N[,sleep=on|off]",
         "-d" => "expected trace items, or 'help'",
+        "-incoming" => "expected file:PATH",
+        "--save-on-output" => "expected a string and a file name",
+        "--save-file" => "expected a file name",
         _ => "expected a value",
     }
 }

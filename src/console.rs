@@ -12,6 +12,8 @@ pub enum EscapeAction {
     Help,
     /// Ctrl-A s: flush every disk to its file.
     FlushDisks,
+    /// Ctrl-A S: save a machine snapshot (to `--save-file`).
+    SaveSnapshot,
 }
 
 /// The text Ctrl-A h prints.
@@ -19,6 +21,7 @@ pub const HELP: &str = "\
 C-a h    print this help
 C-a x    exit emulator
 C-a s    flush disk data to the image files
+C-a S    save a machine snapshot (--save-file, default tci64.snapshot)
 C-a C-a  sends C-a
 ";
 
@@ -41,7 +44,8 @@ impl EscapeFilter {
                     ESCAPE => to_guest.push(ESCAPE),
                     b'x' | b'X' => actions.push(EscapeAction::Exit),
                     b'h' | b'H' | b'?' => actions.push(EscapeAction::Help),
-                    b's' | b'S' => actions.push(EscapeAction::FlushDisks),
+                    b's' => actions.push(EscapeAction::FlushDisks),
+                    b'S' => actions.push(EscapeAction::SaveSnapshot),
                     _ => {}
                 }
             } else if b == ESCAPE {
@@ -82,6 +86,10 @@ mod tests {
         assert_eq!(
             feed(&mut f, b"\x01h\x01s"),
             (vec![], vec![EscapeAction::Help, EscapeAction::FlushDisks])
+        );
+        assert_eq!(
+            feed(&mut f, b"\x01S"),
+            (vec![], vec![EscapeAction::SaveSnapshot])
         );
         assert_eq!(feed(&mut f, b"\x01\x01"), (vec![ESCAPE], vec![]));
         // Unknown commands vanish.

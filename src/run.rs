@@ -6,9 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tci64_devices::block::BlockBackend;
+use tci64_devices::block::{BlockBackend, CowBackend};
 use tci64_machine::{
-    DiskConfig, Machine, MachineConfig, MachineType, PlatformConfig, RunExit, TraceFlags,
+    DiskConfig, Machine, MachineConfig, MachineType, PlatformConfig, RestoreOptions, RunExit,
+    TraceFlags,
 };
 
 use crate::cli::Options;
@@ -82,12 +83,6 @@ fn any_trace(t: &TraceFlags) -> bool {
 /// Boot and run; returns the process exit status.
 pub fn run(o: Options) -> Result<i32, Fatal> {
     crate::logging::init(any_trace(&o.trace), o.log_file.as_deref())?;
-    let files = boot_files(&o, &bundled_guest_dir())?;
-    let kernel = read_file("-kernel", &files.kernel)?;
-    let initrd = match &files.initrd {
-        Some(p) => Some(read_file("-initrd", p)?),
-        None => None,
-    };
     let mut disks = Vec::new();
     for d in &o.disks {
         let mode = if d.read_only {
@@ -102,11 +97,40 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         if let Some(w) = partial_sector_warning(&d.file, backend.size()) {
             eprintln!("tci64: warning: {w}");
         }
+        // snapshot=on: the overlay lives in tci64's memory (not the kernel's private mapping)
+        // so a machine snapshot can carry it.
+        let backend: Box<dyn BlockBackend> = if mode == DiskMode::Snapshot {
+            Box::new(CowBackend::new(backend))
+        } else {
+            Box::new(backend)
+        };
         disks.push(DiskConfig {
-            backend: Box::new(backend),
+            backend,
             read_only: d.read_only,
         });
     }
+    if let Some(path) = &o.incoming {
+        let file = read_file("-incoming", path)?;
+        let t = Instant::now();
+        let machine = Machine::restore(
+            &file,
+            RestoreOptions {
+                disks,
+                clock: Box::new(InstantClock::new()),
+                trace: o.trace,
+                max_ram_bytes: None,
+            },
+        )
+        .map_err(|e| format!("-incoming {}: {e}", path.display()))?;
+        log::info!("restored {} in {:?}", path.display(), t.elapsed());
+        return run_machine(machine, &o);
+    }
+    let files = boot_files(&o, &bundled_guest_dir())?;
+    let kernel = read_file("-kernel", &files.kernel)?;
+    let initrd = match &files.initrd {
+        Some(p) => Some(read_file("-initrd", p)?),
+        None => None,
+    };
     let microvm = o.machine == MachineType::Microvm;
     let platform = PlatformConfig {
         apic: o.cpu_apic,
@@ -133,8 +157,13 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         machine: o.machine,
         platform,
     };
-    let mut machine =
-        Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())?;
+    let machine = Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())?;
+    run_machine(machine, &o)
+}
+
+/// Run a built (or restored) machine on the terminal until it ends.
+fn run_machine(mut machine: Machine, o: &Options) -> Result<i32, Fatal> {
+    let o = o.clone();
 
     let started = Instant::now();
     crate::host::signals::install();
@@ -165,6 +194,8 @@ fn run_loop(
     let mut pending: VecDeque<u8> = VecDeque::new();
     let mut escape = EscapeFilter::default();
     let mut out = std::io::stdout();
+    // The serial output's tail, while waiting for --save-on-output's string.
+    let mut seen: Vec<u8> = Vec::new();
     loop {
         if let Some((n, name)) = crate::host::signals::received() {
             eprintln!("\r\ntci64: terminating on signal {n} ({name})");
@@ -175,6 +206,20 @@ fn run_loop(
         if !bytes.is_empty() {
             if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
                 return (1, Err(format!("writing the console to stdout: {e}")));
+            }
+            if let Some((want, path)) = &o.save_on_output {
+                seen.extend_from_slice(&bytes);
+                if seen.windows(want.len()).any(|w| w == want.as_bytes()) {
+                    return match save_snapshot(machine, path) {
+                        Ok(msg) => {
+                            eprintln!("\r\ntci64: {msg}");
+                            (0, Ok(()))
+                        }
+                        Err(e) => (1, Err(e)),
+                    };
+                }
+                let keep = seen.len().saturating_sub(want.len());
+                seen.drain(..keep);
             }
         }
         let wait = match exit {
@@ -219,6 +264,10 @@ fn run_loop(
                             log::error!("flushing the disks: {e}");
                         }
                     }
+                    EscapeAction::SaveSnapshot => match save_snapshot(machine, &o.save_file) {
+                        Ok(msg) => eprint!("\r\ntci64: {msg}\r\n"),
+                        Err(e) => eprint!("\r\ntci64: {e}\r\n"),
+                    },
                 }
             }
         }
@@ -242,6 +291,22 @@ fn partial_sector_warning(file: &Path, size: u64) -> Option<String> {
             if sectors == 1 { "" } else { "s" }
         )
     })
+}
+
+/// Save a snapshot of `machine` to `path`; returns what to tell the user.
+fn save_snapshot(machine: &mut Machine, path: &Path) -> Result<String, Fatal> {
+    let t = Instant::now();
+    let bytes = machine
+        .save()
+        .map_err(|e| format!("saving a snapshot: {e}"))?;
+    std::fs::write(path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(format!(
+        "saved a snapshot to {} ({} KiB in {} ms); resume with -incoming file:{}",
+        path.display(),
+        bytes.len() >> 10,
+        t.elapsed().as_millis(),
+        path.display()
+    ))
 }
 
 /// How long to sleep while the CPU is halted until `until_ns` of virtual time. In real-time mode

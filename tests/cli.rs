@@ -365,3 +365,63 @@ fn d_cpu_logs_the_state_before_each_block() {
         "{first:?}"
     );
 }
+
+/// `--save-on-output 'guest# ' PATH` boots the bundled guest to its prompt, saves and exits;
+/// `-incoming file:PATH` in a fresh process resumes at the prompt and the shell answers.
+#[test]
+fn save_on_output_then_incoming_answers() {
+    let snap = std::env::temp_dir().join(format!("tci64-cli-{}.snapshot", std::process::id()));
+    let path = snap.to_str().unwrap();
+    let o = tci64(&["--save-on-output", "guest# ", path]);
+    assert_eq!(o.status.code(), Some(0), "stderr:\n{}", stderr(&o));
+    assert!(stderr(&o).contains("saved a snapshot to"), "{}", stderr(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tci64"))
+        .args(["-incoming", &format!("file:{path}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"echo h''i\n").unwrap();
+    let mut so = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut so, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen)
+                .replace('\r', "")
+                .contains("\nhi\n")
+            {
+                break;
+            }
+        }
+        seen
+    });
+    let start = std::time::Instant::now();
+    while !reader.is_finished() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = String::from_utf8_lossy(&reader.join().unwrap()).replace('\r', "");
+    std::fs::remove_file(&snap).unwrap();
+    assert!(
+        out.contains("\nhi\n"),
+        "the restored shell did not answer:\n{out}"
+    );
+}
+
+#[test]
+fn incoming_errors_are_one_line() {
+    let e = one_line_error(&["-incoming", "tcp:1234"]);
+    assert!(e.contains("only file:PATH is supported"), "{e}");
+    let bad = std::env::temp_dir().join(format!("tci64-bad-{}.snapshot", std::process::id()));
+    std::fs::write(&bad, b"not a snapshot at all").unwrap();
+    let e = one_line_error(&["-incoming", &format!("file:{}", bad.display())]);
+    std::fs::remove_file(&bad).unwrap();
+    assert!(e.contains("not a tci64 snapshot"), "{e}");
+}

@@ -199,6 +199,21 @@ fn restored_shell_answers() {
         let mut out = Vec::new();
         run_until(&mut m, &mut out, 1 << 20, u64::MAX, at_prompt);
         assert!(at_prompt(&out), "{kind:?}: no prompt");
+        for codec in [
+            tci64_machine::snapshot::CODEC_NONE,
+            tci64_machine::snapshot::CODEC_LZ4,
+            tci64_machine::snapshot::CODEC_DEFLATE,
+        ] {
+            let t = Instant::now();
+            let (_, info) = m.save_with(codec).unwrap();
+            eprintln!(
+                "{kind:?}: codec {codec}: {} non-zero pages, raw body {} bytes, file {} bytes, {:?}",
+                info.ram_pages,
+                info.raw_bytes,
+                info.file_bytes,
+                t.elapsed()
+            );
+        }
         let t = Instant::now();
         let file = m.save().unwrap();
         eprintln!("{kind:?}: saved {} bytes in {:?}", file.len(), t.elapsed());
