@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(boot_image virtio_script guest_code device_regs cli_args)
+[ ${#targets[@]} -gt 0 ] || targets=(boot_image virtio_script guest_code device_regs cli_args snapshot_file)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "==> installing cargo-fuzz"

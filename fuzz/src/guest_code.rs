@@ -294,8 +294,7 @@ pub fn run(mode: u8, seed: u8, code: &[u8], optimize: bool) -> (Outcome, Vec<u8>
     let mut regs: Vec<u64> = c.regs.0[..=tci64_x86::regs::RIP as usize].to_vec();
     regs.push(tci64_x86::cpu::rflags(c));
     regs.extend_from_slice(&c.regs.0[22..28]);
-    let mut st = c.guest.clone();
-    st.trace_in_asm = false;
+    let st = c.guest.clone();
     let mut ram = vec![0u8; RAM as usize];
     assert!(cpu.read_phys(0, &mut ram));
     let n = u64::from_le_bytes(ram[LOG as usize..LOG as usize + 8].try_into().unwrap());

@@ -44,3 +44,8 @@ fn device_regs_corpus() {
 fn cli_args_corpus() {
     replay("cli_args", tci64_fuzz::cli_args::cli_args);
 }
+
+#[test]
+fn snapshot_file_corpus() {
+    replay("snapshot_file", tci64_fuzz::snapshot_file::snapshot_file);
+}
