@@ -185,6 +185,41 @@ impl Core {
         self.machine.now_ns()
     }
 
+    /// The whole machine as a snapshot (`docs/SNAPSHOT.md`): the same bytes the native CLI
+    /// writes, restorable by any build.
+    pub fn save_state(&mut self) -> Result<Vec<u8>, String> {
+        self.machine.save().map_err(|e| e.to_string())
+    }
+
+    /// A machine resumed from a snapshot; `disk` must be the image it was saved with.
+    /// `max_ram_bytes` is the most RAM this build can give (`None`: what the allocator
+    /// grants). `clock` is used unless the snapshot is in deterministic (`-icount`) mode.
+    pub fn restore(
+        state: &[u8],
+        disk: Option<Vec<u8>>,
+        clock: Box<dyn HostClock>,
+        max_ram_bytes: Option<u64>,
+    ) -> Result<Core, String> {
+        let disk = disk.map(|d| SharedDisk(Rc::new(RefCell::new(MemBackend::new(d)))));
+        let machine = Machine::restore(
+            state,
+            tci64_machine::RestoreOptions {
+                disks: disk
+                    .iter()
+                    .map(|d| DiskConfig {
+                        backend: Box::new(d.clone()),
+                        read_only: false,
+                    })
+                    .collect(),
+                clock,
+                trace: TraceFlags::default(),
+                max_ram_bytes,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Core { machine, disk })
+    }
+
     /// A copy of the disk image as the guest left it (flushed first); `None` without a disk.
     pub fn disk(&mut self) -> Option<Vec<u8>> {
         let _ = self.machine.flush_disks();
@@ -320,6 +355,23 @@ mod wasm {
         pub fn disk(&mut self) -> Option<Vec<u8>> {
             self.core.disk()
         }
+
+        /// The whole machine as a snapshot (a `Uint8Array`), between `run` calls.
+        #[wasm_bindgen(js_name = saveState)]
+        pub fn save_state(&mut self) -> Result<Vec<u8>, JsError> {
+            self.core.save_state().map_err(|e| JsError::new(&e))
+        }
+
+        /// A VM resumed from a snapshot (from `saveState` or the native CLI's
+        /// `--save-on-output`); `disk` must be the image it was saved with. Throws a clear
+        /// `Error` for a corrupt, truncated or foreign file, another format version, RAM the
+        /// build cannot hold, or a different disk.
+        #[wasm_bindgen(js_name = fromState)]
+        pub fn from_state(state: &[u8], disk: Option<Vec<u8>>) -> Result<Vm, JsError> {
+            let core = Core::restore(state, disk, Box::new(PerfClock), None)
+                .map_err(|e| JsError::new(&e))?;
+            Ok(Vm { core })
+        }
     }
 }
 
@@ -407,5 +459,39 @@ mod tests {
         let (b, ib) = boot();
         assert_eq!(a, b);
         assert_eq!(ia, ib);
+    }
+
+    /// `save_state` / `restore` round trip through `Core` (what `Vm.saveState` and
+    /// `Vm.fromState` call), and a bad state or a RAM cap is a clean error.
+    #[test]
+    fn state_round_trip_through_core() {
+        let kernel = guest("tiny.bzImage").expect("the bundled guest is missing");
+        let mut o = opts(kernel);
+        o.icount_shift = Some(3);
+        o.disk = Some(vec![7u8; 1 << 20]);
+        let mut c = Core::new(o, Box::new(Zero)).expect("core");
+        c.run(300_000);
+        let at = c.stats().guest_instructions;
+        let state = c.save_state().unwrap();
+        let mut r = Core::restore(&state, Some(vec![7u8; 1 << 20]), Box::new(Zero), None).unwrap();
+        assert_eq!(r.stats().guest_instructions, at);
+        assert_eq!(r.save_state().unwrap(), state);
+        let e = Core::restore(&state, Some(vec![8u8; 1 << 20]), Box::new(Zero), None)
+            .err()
+            .unwrap();
+        assert!(e.contains("not the disk saved"), "{e}");
+        let e = Core::restore(
+            &state,
+            Some(vec![7u8; 1 << 20]),
+            Box::new(Zero),
+            Some(32 << 20),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("this build allows at most 32 MiB"), "{e}");
+        let e = Core::restore(&state[..100], None, Box::new(Zero), None)
+            .err()
+            .unwrap();
+        assert!(e.contains("truncated"), "{e}");
     }
 }
