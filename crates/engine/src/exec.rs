@@ -95,6 +95,7 @@ impl<G: Guest> Engine<G> {
             first_temp: G::FIRST_TEMP,
             trap_live: G::trap_live(),
             enabled: self.core.optimize,
+            pc_slot: G::PC_SLOT,
         };
         optimize(&mut b.ops, &cfg);
         let enc = encode(&b.ops);

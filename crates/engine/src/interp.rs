@@ -8,7 +8,7 @@ use crate::ir::Op;
 /// How a block was left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TbExit {
-    /// `Goto { n }`: to the PC in the PC slot, chainable as exit `n`.
+    /// `Goto { n }` (or `GotoI`/`GotoIK`): to the PC in the PC slot, chainable as exit `n`.
     Chain(u8),
     /// `GotoPtr`: to the PC in the PC slot, through the jump cache.
     Indirect,
@@ -172,6 +172,17 @@ macro_rules! exec_arm {
         break TbExit::Chain($x)
     }};
     ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$x:ident, $to:ident] [gotoi]) => {{
+        $c.regs.0[G::PC_SLOT as usize] = $to;
+        break TbExit::Chain($x)
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
+     [] [] [$x:ident, $s:ident, $k:ident, $to:ident] [gotoik]) => {{
+        $c.regs.0[$s as usize] = $k as u64;
+        $c.regs.0[G::PC_SLOT as usize] = $to;
+        break TbExit::Chain($x)
+    }};
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident;
      [] [] [] [gotoptr]) => {{
         break TbExit::Indirect
     }};
@@ -198,10 +209,7 @@ macro_rules! define_exec {
             // below relies on are enforced here rather than assumed from `encode`: the block
             // must end in an unconditional exit or branch (checked once), and branch targets
             // are checked when taken (one compare per taken branch).
-            if !matches!(
-                code.last(),
-                Some(Op::Goto { .. } | Op::GotoPtr | Op::Exit { .. } | Op::Br { .. })
-            ) {
+            if !code.last().is_some_and(Op::ends_block) {
                 return TbExit::Guest(crate::opt::EXIT_FELL_OFF);
             }
             let mut pc = start;

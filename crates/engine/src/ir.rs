@@ -134,6 +134,20 @@ macro_rules! op_table {
             Add32(d; a, b;) { a.wrapping_add(b) as u32 as u64 },
             Sub32(d; a, b;) { a.wrapping_sub(b) as u32 as u64 },
             AddI32(d; a; imm: i32) { a.wrapping_add(imm as i64 as u64) as u32 as u64 },
+            And32(d; a, b;) { (a & b) as u32 as u64 },
+            Or32(d; a, b;) { (a | b) as u32 as u64 },
+            Xor32(d; a, b;) { (a ^ b) as u32 as u64 },
+            OrI32(d; a; imm: i32) { (a | imm as i64 as u64) as u32 as u64 },
+            XorI32(d; a; imm: i32) { (a ^ imm as i64 as u64) as u32 as u64 },
+            ShlI32(d; a; imm: u8) { (a << (imm & 63)) as u32 as u64 },
+            /// `d = a + (b << sh) + imm` (address arithmetic, x86 LEA).
+            Lea(d; a, b; sh: u8, imm: i32) {
+                a.wrapping_add(b << (sh & 63)).wrapping_add(imm as i64 as u64)
+            },
+            /// [`Op::Lea`] with the result zero-extended from 32 bits.
+            Lea32(d; a, b; sh: u8, imm: i32) {
+                a.wrapping_add(b << (sh & 63)).wrapping_add(imm as i64 as u64) as u32 as u64
+            },
             // ---- unary
             Neg(d; a;) { a.wrapping_neg() },
             Not(d; a;) { !a },
@@ -187,6 +201,12 @@ macro_rules! op_table {
             /// Leave the block to the PC the front end has just stored; chainable as exit `n`
             /// (0 or 1).
             Goto(;; n: u8) [goto],
+            /// `PC = pc`, then [`Op::Goto`] `n` (made by the optimizer after its passes, from a
+            /// constant store to the guest's PC slot and a `Goto`).
+            GotoI(;; n: u8, pc: u64) [gotoi],
+            /// `slot s = k` (zero-extended), `PC = pc`, then [`Op::Goto`] `n` (made after the
+            /// passes from a constant store to a global right before a [`Op::GotoI`]).
+            GotoIK(;; n: u8, s: Slot, k: u32, pc: u64) [gotoik],
             /// Leave the block to a computed PC (looked up in the jump cache).
             GotoPtr(;;) [gotoptr],
             /// Return to the run loop with a guest-defined reason (halt, mode change, ...).
@@ -258,6 +278,12 @@ macro_rules! barrier_of {
         Barrier::Flow
     };
     ([goto]) => {
+        Barrier::Exit
+    };
+    ([gotoi]) => {
+        Barrier::Exit
+    };
+    ([gotoik]) => {
         Barrier::Exit
     };
     ([gotoptr]) => {
@@ -416,6 +442,22 @@ pub struct Named<'a> {
 impl fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.op.fmt_named(f, self.names, self.first_temp)
+    }
+}
+
+impl Op {
+    /// True for the ops a block may end with (an unconditional exit or branch).
+    #[inline]
+    pub fn ends_block(&self) -> bool {
+        matches!(
+            self,
+            Op::Goto { .. }
+                | Op::GotoI { .. }
+                | Op::GotoIK { .. }
+                | Op::GotoPtr
+                | Op::Exit { .. }
+                | Op::Br { .. }
+        )
     }
 }
 

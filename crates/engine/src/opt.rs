@@ -53,6 +53,8 @@ pub struct OptConfig {
     pub trap_live: SlotSet,
     /// Run the optimizer at all (off: only encoding, for differential testing).
     pub enabled: bool,
+    /// The guest's PC slot (exits that store a constant PC become [`Op::GotoI`]).
+    pub pc_slot: Slot,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -153,6 +155,8 @@ fn is_narrow(op: &Op, narrow: &SlotSet) -> bool {
         Zx8 { .. } | Zx16 { .. } | Zx32 { .. } | Add32 { .. } | Sub32 { .. } | AddI32 { .. } => {
             true
         }
+        And32 { .. } | Or32 { .. } | Xor32 { .. } | OrI32 { .. } | XorI32 { .. } => true,
+        ShlI32 { .. } | Lea32 { .. } => true,
         Rotl32I { .. } | Bswap32 { .. } | Clz { .. } | Ctz { .. } | Popcnt { .. } => true,
         SetCond { .. } | SetCondI { .. } => true,
         Extract { len, .. } => len <= 32,
@@ -292,22 +296,114 @@ fn simplify(op: &mut Op, known: &[Val; 256]) {
     };
 }
 
-/// Fuse adjacent pairs into superinstructions (the first op is left for DCE to remove when its
-/// result is otherwise dead).
+/// Fuse adjacent pairs into superinstructions: the second op is replaced by one that computes
+/// its result from the first op's sources (the first op is left for DCE to remove when its
+/// result is otherwise dead). The fused op re-reads the first op's sources after the first
+/// op ran, so it is only equivalent when the first op did not overwrite one of them.
 pub fn fuse(ops: &mut [Op]) {
     use Op::*;
     for i in 1..ops.len() {
-        if let Zx32 { d, a: t } = ops[i] {
-            let fused = match ops[i - 1] {
-                // The fused op re-reads the first op's sources after the first op ran, so
-                // it is only equivalent when the first op did not overwrite one of them.
+        let fused = match (ops[i - 1], ops[i]) {
+            // 32-bit forms: op + zero-extension.
+            (first, Zx32 { d, a: t }) => match first {
                 Add { d: t2, a, b } if t2 == t && t != a && t != b => Some(Add32 { d, a, b }),
                 Sub { d: t2, a, b } if t2 == t && t != a && t != b => Some(Sub32 { d, a, b }),
+                And { d: t2, a, b } if t2 == t && t != a && t != b => Some(And32 { d, a, b }),
+                Or { d: t2, a, b } if t2 == t && t != a && t != b => Some(Or32 { d, a, b }),
+                Xor { d: t2, a, b } if t2 == t && t != a && t != b => Some(Xor32 { d, a, b }),
                 AddI { d: t2, a, imm } if t2 == t && t != a => Some(AddI32 { d, a, imm }),
+                OrI { d: t2, a, imm } if t2 == t && t != a => Some(OrI32 { d, a, imm }),
+                XorI { d: t2, a, imm } if t2 == t && t != a => Some(XorI32 { d, a, imm }),
+                ShlI { d: t2, a, imm } if t2 == t && t != a => Some(ShlI32 { d, a, imm }),
+                Lea {
+                    d: t2,
+                    a,
+                    b,
+                    sh,
+                    imm,
+                } if t2 == t && t != a && t != b => Some(Lea32 { d, a, b, sh, imm }),
                 _ => None,
-            };
-            if let Some(f) = fused {
-                ops[i] = f;
+            },
+            // Address arithmetic: shift + add, add + add-immediate.
+            (
+                ShlI {
+                    d: t,
+                    a: x,
+                    imm: sh,
+                },
+                Add { d, a, b },
+            ) if t != x && (a == t) != (b == t) => {
+                let other = if a == t { b } else { a };
+                Some(Lea {
+                    d,
+                    a: other,
+                    b: x,
+                    sh,
+                    imm: 0,
+                })
+            }
+            (Add { d: t, a, b }, AddI { d: d2, a: t2, imm }) if t2 == t && t != a && t != b => {
+                Some(Lea {
+                    d: d2,
+                    a,
+                    b,
+                    sh: 0,
+                    imm,
+                })
+            }
+            (
+                Lea {
+                    d: t,
+                    a,
+                    b,
+                    sh,
+                    imm: 0,
+                },
+                AddI { d: d2, a: t2, imm },
+            ) if t2 == t && t != a && t != b => Some(Lea {
+                d: d2,
+                a,
+                b,
+                sh,
+                imm,
+            }),
+            _ => None,
+        };
+        if let Some(f) = fused {
+            ops[i] = f;
+        }
+    }
+}
+
+/// Fold the constant stores that end a block into its exit (after every other pass, on the
+/// final op list): `PC = c; Goto n` becomes `GotoI { n, pc: c }`, and a constant store of a
+/// 32-bit value to a global right before it (the guest's static state, e.g. x86's lazy-flags
+/// op) joins it as `GotoIK`. Only ops adjacent within one guest instruction are combined (no
+/// label or instruction start between them), so nothing can observe the difference.
+pub fn fuse_exits(ops: &mut [Op], cfg: &OptConfig) {
+    let real =
+        |ops: &[Op], from: usize| -> Option<usize> { (0..from).rev().find(|&k| ops[k] != Op::Nop) };
+    for i in 0..ops.len() {
+        let Op::Goto { n } = ops[i] else { continue };
+        let Some(j) = real(ops, i) else { continue };
+        let Op::Const { d, imm: pc } = ops[j] else {
+            continue;
+        };
+        if d != cfg.pc_slot {
+            continue;
+        }
+        ops[j] = Op::Nop;
+        ops[i] = Op::GotoI { n, pc };
+        let Some(k) = real(ops, j) else { continue };
+        if let Op::Const { d: s, imm: k32 } = ops[k] {
+            if s < cfg.first_temp && s != cfg.pc_slot && k32 <= u32::MAX as u64 {
+                ops[k] = Op::Nop;
+                ops[i] = Op::GotoIK {
+                    n,
+                    s,
+                    k: k32 as u32,
+                    pc,
+                };
             }
         }
     }
@@ -515,10 +611,7 @@ pub fn encode(ops: &[Op]) -> Encoded {
     let len = code.len() as u16;
     // Every branch must land inside the block; an unplaced label (front-end bug) or a
     // branch to the very end gets an explicit exit there.
-    let mut need_tail = !matches!(
-        code.last(),
-        Some(Op::Goto { .. } | Op::GotoPtr | Op::Exit { .. } | Op::Br { .. })
-    );
+    let mut need_tail = !code.last().is_some_and(Op::ends_block);
     for op in code.iter_mut() {
         match op {
             Op::Br { t } | Op::BrCond { t, .. } | Op::BrCondI { t, .. } if *t >= len => {
@@ -549,7 +642,9 @@ pub fn optimize(ops: &mut Vec<Op>, cfg: &OptConfig) {
     coalesce(ops, cfg);
     // A second round catches what the first exposed (folded branches, dead copies).
     propagate(ops, cfg);
+    fuse(ops);
     eliminate_dead(ops, cfg);
+    fuse_exits(ops, cfg);
 }
 
 #[cfg(test)]
@@ -562,6 +657,7 @@ mod tests {
             first_temp: 16,
             trap_live: SlotSet::below(16),
             enabled: true,
+            pc_slot: 15,
         }
     }
 

@@ -82,6 +82,9 @@ fn pure_ops(d: u8, a: u8, b: u8, c: u8) -> Vec<Op> {
         Op::Rotr { d, a, b },
         Op::Add32 { d, a, b },
         Op::Sub32 { d, a, b },
+        Op::And32 { d, a, b },
+        Op::Or32 { d, a, b },
+        Op::Xor32 { d, a, b },
         Op::Neg { d, a },
         Op::Not { d, a },
         Op::Zx8 { d, a },
@@ -104,7 +107,13 @@ fn pure_ops(d: u8, a: u8, b: u8, c: u8) -> Vec<Op> {
             Op::OrI { d, a, imm },
             Op::XorI { d, a, imm },
             Op::AddI32 { d, a, imm },
+            Op::OrI32 { d, a, imm },
+            Op::XorI32 { d, a, imm },
         ]);
+        for sh in [0u8, 1, 3, 63, 64] {
+            v.push(Op::Lea { d, a, b, sh, imm });
+            v.push(Op::Lea32 { d, a, b, sh, imm });
+        }
         for cond in CONDS {
             v.push(Op::SetCondI { d, a, imm, cond });
         }
@@ -116,6 +125,7 @@ fn pure_ops(d: u8, a: u8, b: u8, c: u8) -> Vec<Op> {
             Op::SarI { d, a, imm },
             Op::RotlI { d, a, imm },
             Op::Rotl32I { d, a, imm },
+            Op::ShlI32 { d, a, imm },
         ]);
     }
     for &pos in POS {
@@ -545,6 +555,7 @@ fn cfg(enabled: bool) -> OptConfig {
         first_temp: common::FIRST_TEMP,
         trap_live: Toy::trap_live(),
         enabled,
+        pc_slot: common::PC,
     }
 }
 
@@ -642,4 +653,66 @@ fn malformed_code_does_not_run_off_the_block() {
     assert_eq!(exec_block(&mut core, &mut bus, &code), fell);
     core.regs.0[1] = 1;
     assert_eq!(exec_block(&mut core, &mut bus, &code), TbExit::Guest(3));
+}
+
+/// The fused forms' reference semantics, by hand (the interpreter and the folder share one
+/// definition, so they are checked against written-out values here).
+#[test]
+fn fused_forms_by_hand() {
+    let ev = |op: Op, x: u64, y: u64| eval_pure(&op, |s| if s == 1 { x } else { y }).unwrap();
+    let (d, a, b) = (0, 1, 2);
+    assert_eq!(
+        ev(
+            Op::Lea {
+                d,
+                a,
+                b,
+                sh: 2,
+                imm: -1
+            },
+            0x10,
+            3
+        ),
+        0x1b
+    );
+    assert_eq!(
+        ev(
+            Op::Lea {
+                d,
+                a,
+                b,
+                sh: 3,
+                imm: 8
+            },
+            u64::MAX,
+            1
+        ),
+        15
+    );
+    assert_eq!(
+        ev(
+            Op::Lea32 {
+                d,
+                a,
+                b,
+                sh: 1,
+                imm: 4
+            },
+            0xffff_fff0,
+            8
+        ),
+        4
+    );
+    assert_eq!(
+        ev(Op::Xor32 { d, a, b }, 0xffff_0000_1234_5678, 0xff),
+        0x1234_5687
+    );
+    assert_eq!(
+        ev(Op::And32 { d, a, b }, u64::MAX, 0x1_8000_0001),
+        0x8000_0001
+    );
+    assert_eq!(ev(Op::Or32 { d, a, b }, 0x1_0000_0000, 2), 2);
+    assert_eq!(ev(Op::OrI32 { d, a, imm: -2 }, 1, 0), 0xffff_ffff);
+    assert_eq!(ev(Op::XorI32 { d, a, imm: -1 }, 0xf, 0), 0xffff_fff0);
+    assert_eq!(ev(Op::ShlI32 { d, a, imm: 4 }, 0x1234_5678, 0), 0x2345_6780);
 }

@@ -84,6 +84,18 @@ enum Item {
         imm: Option<i32>,
         skip: u8,
     },
+    /// A pair (or chain) the optimizer fuses: `kind` picks the shape; `t`, `t2` may alias the
+    /// sources.
+    Fuse {
+        kind: u8,
+        t: Slot,
+        t2: Slot,
+        d: Slot,
+        a: Slot,
+        b: Slot,
+        imm: i32,
+        sh: u8,
+    },
     InsnStart,
 }
 
@@ -142,6 +154,8 @@ fn item() -> impl Strategy<Value = Item> {
             .prop_map(|(f, d, a, b, c)| Item::Call { f, d, a, b, c }),
         2 => (0u8..12, slot(), slot(), prop::option::of(imm()), 1u8..6)
             .prop_map(|(cond, a, b, imm, skip)| Item::Branch { cond, a, b, imm, skip }),
+        3 => (any::<u8>(), slot(), slot(), slot(), slot(), slot(), imm(), 0u8..66)
+            .prop_map(|(kind, t, t2, d, a, b, imm, sh)| Item::Fuse { kind, t, t2, d, a, b, imm, sh }),
         2 => Just(Item::InsnStart),
     ]
 }
@@ -159,7 +173,15 @@ fn alu(
     len: u8,
     cond: Cond,
 ) -> Op {
-    match kind % 46 {
+    match kind % 54 {
+        46 => Op::And32 { d, a, b },
+        47 => Op::Or32 { d, a, b },
+        48 => Op::Xor32 { d, a, b },
+        49 => Op::OrI32 { d, a, imm },
+        50 => Op::XorI32 { d, a, imm },
+        51 => Op::ShlI32 { d, a, imm: sh },
+        52 => Op::Lea { d, a, b, sh, imm },
+        53 => Op::Lea32 { d, a, b, sh, imm },
         44 => Op::RotlI { d, a, imm: sh },
         45 => Op::Rotl32I { d, a, imm: sh },
         0 => Op::Add { d, a, b },
@@ -208,8 +230,83 @@ fn alu(
     }
 }
 
+/// The ops of a fusable shape (see [`Item::Fuse`]).
+#[allow(clippy::too_many_arguments)]
+fn fusable(kind: u8, t: Slot, t2: Slot, d: Slot, a: Slot, b: Slot, imm: i32, sh: u8) -> Vec<Op> {
+    let zx = |first: Op| vec![first, Op::Zx32 { d, a: t }];
+    match kind % 14 {
+        0 => zx(Op::Add { d: t, a, b }),
+        1 => zx(Op::Sub { d: t, a, b }),
+        2 => zx(Op::And { d: t, a, b }),
+        3 => zx(Op::Or { d: t, a, b }),
+        4 => zx(Op::Xor { d: t, a, b }),
+        5 => zx(Op::AddI { d: t, a, imm }),
+        6 => zx(Op::OrI { d: t, a, imm }),
+        7 => zx(Op::XorI { d: t, a, imm }),
+        8 => zx(Op::ShlI { d: t, a, imm: sh }),
+        9 => zx(Op::Lea {
+            d: t,
+            a,
+            b,
+            sh,
+            imm,
+        }),
+        10 => vec![
+            Op::ShlI {
+                d: t,
+                a: b,
+                imm: sh,
+            },
+            Op::Add { d, a, b: t },
+        ],
+        11 => vec![
+            Op::ShlI {
+                d: t,
+                a: b,
+                imm: sh,
+            },
+            Op::Add { d, a: t, b: a },
+        ],
+        12 => vec![Op::Add { d: t, a, b }, Op::AddI { d, a: t, imm }],
+        _ => vec![
+            Op::ShlI {
+                d: t,
+                a: b,
+                imm: sh,
+            },
+            Op::Add { d: t2, a, b: t },
+            Op::AddI { d, a: t2, imm },
+            Op::Zx32 { d: a, a: d },
+        ],
+    }
+}
+
+/// How a generated block ends.
+#[derive(Clone, Copy, Debug)]
+enum Tail {
+    /// `Exit { code: 7 }`.
+    Exit,
+    /// A constant PC store and `Goto` (fused into `GotoI`); the target page faults on fetch.
+    Goto(u8),
+    /// A constant store to global 17, then the PC store and `Goto` (fused into `GotoIK`).
+    GotoK(u8, u64),
+}
+
+fn tail() -> impl Strategy<Value = Tail> {
+    prop_oneof![
+        2 => Just(Tail::Exit),
+        1 => (0u8..2).prop_map(Tail::Goto),
+        1 => (0u8..2, value()).prop_map(|(n, k)| Tail::GotoK(n, k)),
+    ]
+}
+
 /// Lower the items to a block of IR ending in `Exit { code: 7 }`.
 fn lower(items: &[Item]) -> Vec<Op> {
+    lower_with(items, Tail::Exit)
+}
+
+/// Lower the items to a block of IR ending as `tail` says.
+fn lower_with(items: &[Item], tail: Tail) -> Vec<Op> {
     let mut ops = vec![Op::InsnStart { n: 0 }];
     let mut n_insn = 1u16;
     let mut next_label = 0u16;
@@ -304,6 +401,16 @@ fn lower(items: &[Item]) -> Vec<Op> {
                 });
                 pending.push((t, skip + 1));
             }
+            Item::Fuse {
+                kind,
+                t,
+                t2,
+                d,
+                a,
+                b,
+                imm,
+                sh,
+            } => ops.extend(fusable(kind, t, t2, d, a, b, imm, sh)),
             Item::InsnStart => {
                 ops.push(Op::InsnStart { n: n_insn });
                 n_insn += 1;
@@ -320,7 +427,15 @@ fn lower(items: &[Item]) -> Vec<Op> {
     for p in pending {
         ops.push(Op::Label { id: p.0 });
     }
-    ops.push(Op::Exit { code: 7 });
+    match tail {
+        Tail::Exit => ops.push(Op::Exit { code: 7 }),
+        Tail::Goto(n) => ops.extend([Op::Const { d: PC, imm: 0x4000 }, Op::Goto { n }]),
+        Tail::GotoK(n, k) => ops.extend([
+            Op::Const { d: 17, imm: k },
+            Op::Const { d: PC, imm: 0x4000 },
+            Op::Goto { n },
+        ]),
+    }
     ops
 }
 
@@ -356,8 +471,8 @@ fn run(ops: &[Op], init: &[u64], mem: &[u8], optimize: bool) -> Outcome {
     }
 }
 
-fn check(items: &[Item], init: &[u64], seed: u64) -> Result<(), TestCaseError> {
-    let ops = lower(items);
+fn check(items: &[Item], tail: Tail, init: &[u64], seed: u64) -> Result<(), TestCaseError> {
+    let ops = lower_with(items, tail);
     let mut mem = vec![0u8; 0x2000];
     let mut x = seed | 1;
     for b in mem.iter_mut() {
@@ -381,10 +496,11 @@ proptest! {
     #[test]
     fn optimizer_preserves_semantics(
         items in prop::collection::vec(item(), 1..60),
+        tail in tail(),
         init in prop::collection::vec(value(), 8),
         seed in any::<u64>(),
     ) {
-        check(&items, &init, seed)?;
+        check(&items, tail, &init, seed)?;
     }
 }
 
@@ -427,4 +543,42 @@ fn generator_covers_exits_and_faults() {
     eprintln!(
         "exits {exits}, memory faults {faults}, helper faults {helper_faults}, optimized {shrunk}"
     );
+}
+
+/// The generated programs exercise every fusion: across a few hundred of them, the optimized
+/// code holds each fused form at least once.
+#[test]
+fn generator_reaches_every_fusion() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    use std::collections::HashSet;
+    use tci64_engine::opt::{encode, optimize, OptConfig};
+    use tci64_engine::Guest;
+    let mut runner = TestRunner::deterministic();
+    let strat = (prop::collection::vec(item(), 1..60), tail());
+    let cfg = OptConfig {
+        first_temp: FIRST_TEMP,
+        trap_live: Toy::trap_live(),
+        enabled: true,
+        pc_slot: PC,
+    };
+    let mut seen = HashSet::new();
+    for _ in 0..600 {
+        let (items, tail) = strat.new_tree(&mut runner).unwrap().current();
+        let before: HashSet<&str> = lower_with(&items, tail).iter().map(|o| o.name()).collect();
+        let mut ops = lower_with(&items, tail);
+        optimize(&mut ops, &cfg);
+        for op in encode(&ops).code {
+            // Only forms the optimizer made (not ones the generator wrote directly).
+            if !before.contains(op.name()) {
+                seen.insert(op.name());
+            }
+        }
+    }
+    for want in [
+        "Add32", "Sub32", "And32", "Or32", "Xor32", "AddI32", "OrI32", "XorI32", "ShlI32", "Lea",
+        "Lea32", "GotoI", "GotoIK",
+    ] {
+        assert!(seen.contains(want), "no {want} made; saw {seen:?}");
+    }
 }
