@@ -375,6 +375,77 @@ pub fn fuse(ops: &mut [Op]) {
     }
 }
 
+/// Which sources (bit `k` = use `k`, in [`Op::info`] order) an op reads only the low 32 bits of.
+fn low32_uses(op: &Op) -> u8 {
+    use Op::*;
+    match *op {
+        Rotl32I { .. } | AddI32 { .. } | OrI32 { .. } | XorI32 { .. } | ShlI32 { .. } => 1,
+        Zx32 { .. } | Sx32 { .. } | Bswap32 { .. } | Zx8 { .. } | Zx16 { .. } => 1,
+        Sx8 { .. } | Sx16 { .. } | St32 { .. } | St16 { .. } | St8 { .. } => 1,
+        Add32 { .. } | Sub32 { .. } | And32 { .. } | Or32 { .. } | Xor32 { .. } => 3,
+        Lea32 { .. } => 3,
+        Extract { pos, len, .. } if (pos & 63) as u32 + len as u32 <= 32 => 1,
+        Deposit { len, .. } if len <= 32 => 2,
+        _ => 0,
+    }
+}
+
+/// Bypass zero-extensions: where `t = zx32(a)` feeds an op that reads only the low 32 bits of
+/// `t`, the op reads `a` instead (while `a` still holds the same value), so the extension is
+/// left for DCE when nothing else reads it.
+pub fn bypass_zx32(ops: &mut [Op], cfg: &OptConfig) {
+    const NONE: u16 = u16::MAX;
+    // src[t] = a when t == zx32(a) and neither was written since.
+    let mut src = [NONE; 256];
+    let mut is_src = SlotSet::EMPTY;
+    for op in ops.iter_mut() {
+        if matches!(op, Op::Label { .. }) {
+            src = [NONE; 256];
+            is_src = SlotSet::EMPTY;
+            continue;
+        }
+        let low = low32_uses(op);
+        if low != 0 {
+            let mut k = 0;
+            op.map_uses(|s| {
+                let bit = low & (1 << k) != 0;
+                k += 1;
+                match src[s as usize] {
+                    a if bit && a != NONE => a as Slot,
+                    _ => s,
+                }
+            });
+        }
+        let info = op.info();
+        let mut forget = |d: Slot, src: &mut [u16; 256], is_src: &mut SlotSet| {
+            src[d as usize] = NONE;
+            if is_src.contains(d) {
+                for v in src.iter_mut() {
+                    if *v == d as u16 {
+                        *v = NONE;
+                    }
+                }
+                is_src.remove(d);
+            }
+        };
+        if info.barrier == Barrier::Call {
+            // The helper may write any global.
+            for g in 0..cfg.first_temp {
+                forget(g, &mut src, &mut is_src);
+            }
+        }
+        if let Some(d) = info.defs {
+            forget(d, &mut src, &mut is_src);
+            if let Op::Zx32 { d, a } = *op {
+                if d != a {
+                    src[d as usize] = a as u16;
+                    is_src.insert(a);
+                }
+            }
+        }
+    }
+}
+
 /// Fold the constant stores that end a block into its exit (after every other pass, on the
 /// final op list): `PC = c; Goto n` becomes `GotoI { n, pc: c }`, and a constant store of a
 /// 32-bit value to a global right before it (the guest's static state, e.g. x86's lazy-flags
@@ -638,11 +709,13 @@ pub fn optimize(ops: &mut Vec<Op>, cfg: &OptConfig) {
     }
     propagate(ops, cfg);
     fuse(ops);
+    bypass_zx32(ops, cfg);
     eliminate_dead(ops, cfg);
     coalesce(ops, cfg);
     // A second round catches what the first exposed (folded branches, dead copies).
     propagate(ops, cfg);
     fuse(ops);
+    bypass_zx32(ops, cfg);
     eliminate_dead(ops, cfg);
     fuse_exits(ops, cfg);
 }
@@ -698,6 +771,39 @@ mod tests {
         let mut ops = [Op::Sub { d: 20, a: 1, b: 2 }, Op::Zx32 { d: 1, a: 20 }];
         fuse(&mut ops);
         assert_eq!(ops[1], Op::Sub32 { d: 1, a: 1, b: 2 });
+    }
+
+    #[test]
+    fn zero_extensions_are_bypassed_only_for_low_half_readers() {
+        let mut ops = [
+            Op::Zx32 { d: 20, a: 1 },
+            Op::Rotl32I {
+                d: 2,
+                a: 20,
+                imm: 3,
+            },
+            Op::Add { d: 3, a: 20, b: 20 },
+            Op::Const { d: 1, imm: 0 },
+            Op::Rotl32I {
+                d: 4,
+                a: 20,
+                imm: 3,
+            },
+        ];
+        bypass_zx32(&mut ops, &cfg());
+        // Reads only the low half: bypassed.
+        assert_eq!(ops[1], Op::Rotl32I { d: 2, a: 1, imm: 3 });
+        // Reads all 64 bits: not.
+        assert_eq!(ops[2], Op::Add { d: 3, a: 20, b: 20 });
+        // r1 changed since the extension: not.
+        assert_eq!(
+            ops[4],
+            Op::Rotl32I {
+                d: 4,
+                a: 20,
+                imm: 3
+            }
+        );
     }
 
     #[test]
