@@ -417,7 +417,7 @@ pub fn bypass_zx32(ops: &mut [Op], cfg: &OptConfig) {
             });
         }
         let info = op.info();
-        let mut forget = |d: Slot, src: &mut [u16; 256], is_src: &mut SlotSet| {
+        let forget = |d: Slot, src: &mut [u16; 256], is_src: &mut SlotSet| {
             src[d as usize] = NONE;
             if is_src.contains(d) {
                 for v in src.iter_mut() {
