@@ -200,7 +200,9 @@ impl Tr<'_> {
 
     /// A two-way block end on a condition: taken → `target` (exit 1), else `next` (exit 0).
     pub fn branch(&mut self, t: Test, target: u64) -> Flow {
-        self.sync_cc();
+        // The lazy-flags op is stored on each path after the branch (the branch itself cannot
+        // trap), so each exit can carry it as one fused op (`GotoIK`).
+        let dirty = self.cc_dirty;
         let l = self.b.label();
         self.b.push(Op::BrCond {
             a: t.a,
@@ -209,6 +211,7 @@ impl Tr<'_> {
             t: l,
         });
         self.goto(self.next, 0);
+        self.cc_dirty = dirty;
         self.b.set_label(l);
         self.goto(target, 1);
         Flow::End
