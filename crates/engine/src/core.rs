@@ -69,6 +69,9 @@ pub struct Core<G: Guest> {
     /// A store through the slow path wrote a page holding translated code: the running block
     /// may be stale, so it stops after the current guest instruction.
     pub(crate) smc_hit: bool,
+    /// Bumped by every TLB flush: a cross-page chain link made under an older generation
+    /// may follow a stale virtual-to-physical mapping and is not taken.
+    pub(crate) tlb_gen: u32,
     /// The guest's helper table, looked up once (not on every `Op::Call`).
     pub(crate) helpers: &'static [HelperFn<G>],
 }
@@ -88,6 +91,7 @@ impl<G: Guest> Core<G> {
             icount: 0,
             poll_in: 0,
             smc_hit: false,
+            tlb_gen: 0,
             helpers: G::helpers(),
         }
     }
@@ -96,6 +100,14 @@ impl<G: Guest> Core<G> {
     pub fn tlb_flush_all(&mut self) {
         self.mem.tlb_flush_all();
         self.jump_cache.fill(JC_EMPTY);
+        self.bump_tlb_gen();
+    }
+
+    fn bump_tlb_gen(&mut self) {
+        self.tlb_gen = self.tlb_gen.wrapping_add(1);
+        if self.tlb_gen == crate::tb::ANY_GEN {
+            self.tlb_gen = 0;
+        }
     }
 
     /// Drop the translation of one virtual page.
@@ -108,6 +120,7 @@ impl<G: Guest> Core<G> {
             let g = (p as usize & (JC_GROUPS - 1)) * JC_GROUP;
             self.jump_cache[g..g + JC_GROUP].fill(JC_EMPTY);
         }
+        self.bump_tlb_gen();
     }
 
     /// Translate `vaddr` for `access`, filling the TLB through the guest's walker.

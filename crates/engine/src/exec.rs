@@ -7,7 +7,7 @@ use crate::guest::{Guest, Stop, Trap};
 use crate::interp::{exec_block, exec_range, TbExit};
 use crate::mem::{Access, PAGE_MASK};
 use crate::opt::{encode, optimize, OptConfig};
-use crate::tb::{Tb, TbCache, TbId, NO_TB};
+use crate::tb::{Tb, TbCache, TbId, ANY_GEN, NO_TB};
 use crate::Builder;
 
 /// A core plus its translation cache: what a machine runs.
@@ -122,6 +122,7 @@ impl<G: Guest> Engine<G> {
             pages: b.pages,
             n_pages: b.n_pages as u8,
             links: [NO_TB; 2],
+            link_gen: [ANY_GEN; 2],
             valid: true,
         };
         Ok(self.tbs.insert(tb))
@@ -243,26 +244,35 @@ impl<G: Guest> Engine<G> {
                 TbExit::Chain(n) => {
                     self.core.icount += tb.insn_ops.len() as u64;
                     let link = tb.links[(n & 1) as usize];
+                    let gen = tb.link_gen[(n & 1) as usize];
                     let (tb_pc, tb_flags) = (tb.pc, tb.flags);
                     if !self.core.mem.dirty_code.is_empty() {
                         self.process_dirty_code();
-                    } else if link != NO_TB && self.tbs.get(link).valid {
+                    } else if link != NO_TB
+                        && (gen == ANY_GEN || gen == self.core.tlb_gen)
+                        && self.tbs.get(link).valid
+                    {
                         self.core.stats.chain_hits += 1;
                         next = link;
                         continue;
                     }
-                    // Look the successor up and link it if it is on the same virtual page
-                    // and in the same mode (so the link stays right as long as we are).
+                    // Look the successor up and link it: on the same virtual page the link
+                    // stays right as long as this block runs; across pages it holds until
+                    // the TLB is next flushed (the target page's mapping may change then).
                     let flushes = self.core.stats.tb_flushes;
                     match self.find(bus, Some(tb_flags)) {
                         Ok(to) => {
                             let t = self.tbs.get(to);
                             if flushes == self.core.stats.tb_flushes
-                                && t.pc & !PAGE_MASK == tb_pc & !PAGE_MASK
                                 && t.flags == tb_flags
                                 && self.tbs.get(id).valid
                             {
-                                self.tbs.link(id, n, to);
+                                let gen = if t.pc & !PAGE_MASK == tb_pc & !PAGE_MASK {
+                                    ANY_GEN
+                                } else {
+                                    self.core.tlb_gen
+                                };
+                                self.tbs.link(id, n, to, gen);
                             }
                             next = to;
                         }

@@ -23,6 +23,10 @@ pub struct Tb {
     pub n_pages: u8,
     /// Chained successors for `Goto { n: 0 }` and `Goto { n: 1 }`.
     pub links: [TbId; 2],
+    /// For each link, the TLB generation it was made under, or [`ANY_GEN`] for a successor
+    /// on the block's own virtual page (valid whatever the TLB does, as long as this block
+    /// runs).
+    pub link_gen: [u32; 2],
     pub valid: bool,
 }
 
@@ -38,6 +42,9 @@ impl Tb {
 
 /// No link.
 pub const NO_TB: TbId = u32::MAX;
+
+/// A link valid under every TLB generation.
+pub const ANY_GEN: u32 = u32::MAX;
 
 /// A small multiplicative hasher for the cache's integer keys.
 #[derive(Default)]
@@ -156,9 +163,12 @@ impl TbCache {
         n
     }
 
-    /// Link exit `n` of `from` to `to`.
+    /// Link exit `n` of `from` to `to`, valid under TLB generation `gen` ([`ANY_GEN`]:
+    /// always).
     #[inline]
-    pub fn link(&mut self, from: TbId, n: u8, to: TbId) {
-        self.tbs[from as usize].links[(n & 1) as usize] = to;
+    pub fn link(&mut self, from: TbId, n: u8, to: TbId, gen: u32) {
+        let tb = &mut self.tbs[from as usize];
+        tb.links[(n & 1) as usize] = to;
+        tb.link_gen[(n & 1) as usize] = gen;
     }
 }

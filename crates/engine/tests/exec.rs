@@ -623,3 +623,36 @@ fn op_and_tlb_counts_are_exact() {
     assert_eq!((s.tlb_slow, s.tlb_fast_hits), (1, 2), "{s:?}");
     assert_eq!(s.tlb_misses, 2, "one data refill, one fetch: {s:?}");
 }
+
+/// Direct jumps across pages are chained too, until the next TLB flush: then the link is
+/// not taken (the target page's mapping may have changed) and the successor is looked up.
+#[test]
+fn cross_page_links_hold_until_a_tlb_flush() {
+    let mut e = engine();
+    let mut bus = ToyBus::default();
+    load(
+        &mut e,
+        0x1000,
+        &[
+            enc(ADDI, 1, 1, 0, 1),    // 0x1000
+            enc(BNE, 0, 1, 2, 0xff0), // 0x1008 -> 0x2000 while r1 != r2
+            enc(HALT, 0, 0, 0, 0),    // 0x1010
+        ],
+    );
+    load(&mut e, 0x2000, &[enc(JMP, 0, 0, 0, -0x1008)]); // 0x2000 -> 0x1000
+    set(&mut e, 2, 100);
+    assert_eq!(run_at(&mut e, &mut bus, 0x1000), Stop::Guest(HALT_CODE));
+    assert_eq!(r(&e, 1), 100);
+    let s = e.core.stats;
+    assert!(s.chain_hits >= 190, "{s:?}");
+    assert!(s.jump_cache_hits + s.hash_lookups <= 6, "{s:?}");
+    // After a flush the old links are not followed: each is looked up once, then relinked.
+    e.core.tlb_flush_page(0x2000);
+    set(&mut e, 1, 0);
+    assert_eq!(run_at(&mut e, &mut bus, 0x1000), Stop::Guest(HALT_CODE));
+    assert_eq!(r(&e, 1), 100);
+    let t = e.core.stats;
+    let lookups = (t.jump_cache_hits + t.hash_lookups) - (s.jump_cache_hits + s.hash_lookups);
+    assert!((3..=6).contains(&lookups), "{lookups} lookups: {t:?}");
+    assert!(t.chain_hits - s.chain_hits >= 190, "{t:?}");
+}
