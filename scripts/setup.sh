@@ -5,6 +5,7 @@
 #   - wasm-bindgen-cli at the exact version the web crate pins (a ~5 minute build, only if missing)
 #   - www/node_modules (binaryen's wasm-opt, xterm.js, playwright-core), from package-lock.json
 #   - Debian's chromium for the browser tests (/usr/bin/chromium), only if missing
+#   - Debian's acpica-tools (iasl: the DSDT test disassembles our tables), only if missing
 #   - Debian's stock kernel + an initramfs with its modules in .cache/debian/ (the loader tests
 #     and the Debian boot cases), through apt: scripts/fetch-debian-kernel.sh
 set -euo pipefail
@@ -28,6 +29,12 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing chromium (browser tests)"
   sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
+fi
+
+if ! command -v iasl >/dev/null; then
+  echo "setup: installing acpica-tools (iasl, for the ACPI table tests)"
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y acpica-tools || { $sudo apt-get update && $sudo apt-get install -y acpica-tools; }
 fi
 
 bash scripts/fetch-debian-kernel.sh

@@ -206,10 +206,13 @@ Disks (virtio-blk over virtio-mmio on microvm, over PCI on pc):
                                           or  -device virtio-blk-pci,drive=X     (pc)
   -snapshot           keep every disk's writes in memory (discarded at exit)
 
-Machine (QEMU microvm spellings; accepted so QEMU command lines run unchanged):
+Machine (QEMU's spellings; local APIC + IOAPIC and ACPI tables by default, as QEMU 7.2):
   -M microvm[,acpi=on|off][,pic=on|off][,pit=on|off][,rtc=on|off]   (-M help lists machines)
-  -M pc               PCI bus, virtio-blk-pci disks, no firmware/ACPI (Linux: add acpi=off)
-  -accel tcg   -cpu qemu64[,-apic]   -smp 1   -nographic   -serial stdio   -nic none
+                      acpi=on: hardware-reduced ACPI, disks in the DSDT; acpi=off: disks on
+                      the kernel command line (virtio_mmio.device=)
+  -M pc               PCI bus, virtio-blk-pci disks, ACPI (PM1a, PM timer, _PRT), no firmware
+  -cpu qemu64[,-apic][,-x2apic]   -apic: no local APIC/IOAPIC (8259 + PIT only)
+  -accel tcg   -smp 1   -nographic   -serial stdio   -nic none
   -global virtio-mmio.force-legacy=true|false   legacy (v1, default) or modern (v2) transports
   -no-reboot          exit (status 0) when the guest resets
   -icount shift=N[,sleep=on|off]   virtual time: 2^N ns per instruction (N <= {max_shift})

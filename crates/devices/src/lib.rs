@@ -27,6 +27,8 @@
 //! | [`pci::PciBus`] | `new()`, `add_device(slot, dev, irq)`, `assign_resources(mem, io)` | `PioDevice` 0xCF8 (dword), 0xCFC-0xCFF; `mmio_read/mmio_write(paddr, ..)`, `io_read/io_write` for BARs | `irq_levels()` (bit n = IRQ n), `service(mem)` after `Access::NeedsService` |
 //! | [`virtio::pci::VirtioPci`] | `new(VirtioBlk::new(backend, ro))` | a [`pci::PciDevice`] on the bus | INTx |
 
+pub mod acpi_pm;
+pub mod acpi_sleep;
 pub mod block;
 pub mod cf9;
 pub mod i8042;

@@ -5,6 +5,8 @@
 use crate::registry::{Ctx, Device, Events};
 use crate::snapshot::DeviceState;
 use std::any::Any;
+use tci64_devices::acpi_pm::AcpiPm;
+use tci64_devices::acpi_sleep::AcpiSleep;
 use tci64_devices::cf9::ResetControl;
 use tci64_devices::i8042::I8042;
 use tci64_devices::i8254::Pit;
@@ -405,6 +407,81 @@ impl Device for PciDev {
         match s {
             DeviceState::Pci(s) => self.0.set_state(&s),
             _ => Err(wrong("PCI bus")),
+        }
+    }
+}
+
+/// The ACPI PM block (`-M pc`): the SCI on its line, S5 as a power-off event.
+pub struct AcpiPmDev {
+    pub pm: AcpiPm,
+    pub irq: u8,
+}
+
+impl Device for AcpiPmDev {
+    fn pio_read(&mut self, cx: &mut Ctx, port: u16, size: u8) -> u32 {
+        self.pm.pio_read(cx.now, port, size)
+    }
+    fn pio_write(&mut self, _: &mut Ctx, port: u16, size: u8, value: u32) {
+        self.pm.pio_write(port, size, value)
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        cx.irq.set_irq(self.irq, self.pm.sci_level());
+        cx.events.poweroff |= self.pm.take_poweroff_request();
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    // Nothing here outlives a power cycle that a snapshot must keep: no status bit is ever
+    // set (no power button, no timer carry), and the PM timer follows the virtual clock.
+    // PM1_EN is lost (TODO: a state type if an event source is added).
+    fn state(&self) -> DeviceState {
+        DeviceState::Stateless
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::Stateless => Ok(()),
+            _ => Err(wrong("ACPI registers")),
+        }
+    }
+}
+
+/// The hardware-reduced sleep and reset registers (`-M microvm`) at `base`.
+pub struct AcpiSleepDev {
+    pub regs: AcpiSleep,
+    pub base: u64,
+}
+
+impl Device for AcpiSleepDev {
+    fn mmio_read(&mut self, _: &mut Ctx, addr: u64, size: u8) -> u64 {
+        let mut v = 0u64;
+        for i in 0..size.min(8) as u64 {
+            v |= (self.regs.mmio_read(addr - self.base + i) as u64) << (8 * i);
+        }
+        v
+    }
+    fn mmio_write(&mut self, _: &mut Ctx, addr: u64, size: u8, value: u64) {
+        for i in 0..size.min(8) as u64 {
+            self.regs
+                .mmio_write(addr - self.base + i, (value >> (8 * i)) as u8);
+        }
+    }
+    fn update(&mut self, cx: &mut Ctx) {
+        cx.events.poweroff |= self.regs.take_poweroff_request();
+        cx.events.reset |= self.regs.take_reset_request();
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    // Nothing here outlives a power cycle that a snapshot must keep: no status bit is ever
+    // set (no power button, no timer carry), and the PM timer follows the virtual clock.
+    // PM1_EN is lost (TODO: a state type if an event source is added).
+    fn state(&self) -> DeviceState {
+        DeviceState::Stateless
+    }
+    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+        match s {
+            DeviceState::Stateless => Ok(()),
+            _ => Err(wrong("ACPI registers")),
         }
     }
 }

@@ -63,6 +63,23 @@ impl Default for PlatformConfig {
 }
 
 impl PlatformConfig {
+    /// Refuse combinations the machine cannot run.
+    pub fn check(&self, machine: MachineType) -> Result<(), crate::MachineError> {
+        let err = |m: &str| Err(crate::MachineError::Config(m.to_string()));
+        if !self.apic && !self.pic {
+            return err("pic=off needs the local APIC (drop -cpu qemu64,-apic): no interrupt controller is left");
+        }
+        if !self.apic && !self.pit {
+            return err(
+                "pit=off needs the local APIC timer (drop -cpu qemu64,-apic): no timer is left",
+            );
+        }
+        if machine == MachineType::Microvm && self.acpi && !self.apic {
+            return err("-M microvm with ACPI is hardware-reduced and needs the local APIC: add acpi=off or drop -cpu qemu64,-apic");
+        }
+        Ok(())
+    }
+
     /// Today's legacy machine: no APIC, no ACPI (8259 + PIT).
     pub fn legacy() -> Self {
         PlatformConfig {

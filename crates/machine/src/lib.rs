@@ -4,6 +4,7 @@
 //! The machine is host-independent: it uses no files, threads, clocks or stdin. Hosts (the CLI,
 //! the web crate) hand it bytes and a [`HostClock`], and read serial output back.
 
+pub mod acpi;
 pub mod adapters;
 pub mod board;
 pub mod boot;
@@ -148,6 +149,7 @@ const MIN_ICOUNT_SLICE: u64 = 1000;
 impl Machine {
     /// Build the machine, load the kernel and initrd, and put the CPU at the kernel's 64-bit entry.
     pub fn new(config: MachineConfig, clock: Box<dyn HostClock>) -> Result<Self, MachineError> {
+        config.platform.check(config.machine)?;
         let shape = MachineShape {
             machine: config.machine,
             platform: config.platform,
@@ -164,7 +166,13 @@ impl Machine {
             config.trace,
         )?;
         let map = &m.board.map;
-        let cmdline = boot::kernel_cmdline(&config.cmdline, map);
+        // microvm with ACPI describes its transports in the DSDT, not on the command line.
+        let announce = !(config.machine == MachineType::Microvm && config.platform.acpi);
+        let cmdline = if announce {
+            boot::kernel_cmdline(&config.cmdline, map)
+        } else {
+            config.cmdline.trim_end().to_string()
+        };
         let info = boot::load_linux(
             m.cpu.core_mut().mem.ram_mut(),
             &config.kernel,
@@ -190,6 +198,12 @@ impl Machine {
             info.protocol,
             info.entry_rip
         );
+        if config.platform.acpi {
+            // boot_params.acpi_rsdp_addr (protocol 2.14); the tables were written with the RAM.
+            let zp = boot::ZERO_PAGE_ADDR as usize + 0x70;
+            m.cpu.core_mut().mem.ram_mut()[zp..zp + 8]
+                .copy_from_slice(&acpi::TABLES_BASE.to_le_bytes());
+        }
         m.boot = Some(info);
         Ok(m)
     }
@@ -232,6 +246,18 @@ impl Machine {
             disks,
             shape.virtio_legacy,
         )?;
+        if shape.platform.acpi {
+            let t = acpi::build(
+                shape.machine,
+                &shape.platform,
+                &w.intc,
+                &w.devices,
+                &w.pci_routes,
+            );
+            let ram = cpu.core_mut().mem.ram_mut();
+            let at = t.base as usize;
+            ram[at..at + t.bytes.len()].copy_from_slice(&t.bytes);
+        }
         let board = Board::new(vclock, map, w.intc, w.devices, w.serial);
         Ok(Machine {
             cpu,

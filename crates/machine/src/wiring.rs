@@ -19,7 +19,9 @@
 //! | ACPI PM block (PM1a, PM timer) | 0x600-0x60B | 9 (SCI) | pc with ACPI |
 //! | ACPI sleep/reset registers | 0xFEA00000 | — | microvm with ACPI |
 
-use crate::adapters::{PciDev, PitDev, Ports, RtcDev, Serial, VirtioMmioDev};
+use crate::adapters::{
+    AcpiPmDev, AcpiSleepDev, PciDev, PitDev, Ports, RtcDev, Serial, VirtioMmioDev,
+};
 use crate::config::{DiskConfig, MachineType, PlatformConfig};
 use crate::interrupts::Interrupts;
 use crate::memmap::{self, MemoryMap, RegionKind};
@@ -52,6 +54,8 @@ pub struct Wiring {
     pub devices: Registry,
     /// Index of the console UART.
     pub serial: usize,
+    /// PCI INTx wiring (device number, line), for the ACPI `_PRT`.
+    pub pci_routes: Vec<(usize, u8)>,
 }
 
 fn entry(
@@ -71,6 +75,26 @@ fn entry(
     }
 }
 
+/// The 8259 pair as PC firmware leaves it: initialized (vectors 0x08 and 0x70, cascade on
+/// IR2) with every line masked. An uninitialized 8259 would hand out vectors 0-15 for the
+/// BIOS-mode PIT's ticks, which a kernel that never touches the PIC (hardware-reduced ACPI)
+/// would take as exceptions through LINT0.
+fn firmware_pic() -> Pic {
+    use tci64_devices::PioDevice;
+    let mut pic = Pic::new();
+    for (cmd, data, base, cascade) in [
+        (0x20u16, 0x21u16, 0x08u32, 0x04u32),
+        (0xa0, 0xa1, 0x70, 0x02),
+    ] {
+        pic.pio_write(cmd, 1, 0x11); // ICW1: edge, cascade, ICW4
+        pic.pio_write(data, 1, base); // ICW2
+        pic.pio_write(data, 1, cascade); // ICW3
+        pic.pio_write(data, 1, 0x01); // ICW4: 8086 mode
+        pic.pio_write(data, 1, 0xff); // OCW1: all masked
+    }
+    pic
+}
+
 /// Build the devices of board `machine` with platform `p`, disks attached.
 pub fn build(
     machine: MachineType,
@@ -82,6 +106,7 @@ pub fn build(
     virtio_legacy: bool,
 ) -> Result<Wiring, MachineError> {
     let mut reg = Registry::new();
+    let mut pci_routes = Vec::new();
     let serial = reg.add(entry(
         "serial0",
         Kind::Serial,
@@ -92,7 +117,7 @@ pub fn build(
         vec![0x3f8..=0x3ff],
         vec![UART_IRQ],
     ));
-    let mut pic = p.pic.then(Pic::new);
+    let mut pic = p.pic.then(firmware_pic);
     if p.pic {
         reg.claim_ports(0x20..=0x21, Target::Pic);
         reg.claim_ports(0xa0..=0xa1, Target::Pic);
@@ -180,6 +205,7 @@ pub fn build(
         }
         MachineType::Pc => {
             let pci = crate::pc::build_pci(disks)?;
+            pci_routes = pci.intx_routes();
             let lines = pci.irq_lines();
             if let Some(pic) = &mut pic {
                 // Level-triggered PCI lines, as a BIOS programs the ELCR.
@@ -206,9 +232,41 @@ pub fn build(
             });
         }
     }
+    if p.acpi {
+        match machine {
+            MachineType::Pc => {
+                let base = crate::acpi::PM_BASE;
+                reg.add(entry(
+                    "acpi-pm",
+                    Kind::AcpiPm,
+                    Box::new(AcpiPmDev {
+                        pm: tci64_devices::acpi_pm::AcpiPm::new(base),
+                        irq: SCI_IRQ,
+                    }),
+                    vec![base..=base + tci64_devices::acpi_pm::LEN - 1],
+                    vec![SCI_IRQ],
+                ));
+            }
+            MachineType::Microvm => {
+                let base = crate::acpi::SLEEP_BASE;
+                reg.add(Entry {
+                    name: "acpi-sleep".into(),
+                    kind: Kind::AcpiSleep,
+                    dev: Box::new(AcpiSleepDev {
+                        regs: tci64_devices::acpi_sleep::AcpiSleep::new(),
+                        base,
+                    }),
+                    ports: vec![],
+                    mmio: std::iter::once(base..base + 0x10).collect(),
+                    irqs: vec![],
+                });
+            }
+        }
+    }
     Ok(Wiring {
         intc: Interrupts::new(pic, ioapic, lapics),
         devices: reg,
         serial,
+        pci_routes,
     })
 }

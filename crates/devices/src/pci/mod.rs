@@ -788,6 +788,16 @@ impl PciBus {
         Ok(())
     }
 
+    /// Each populated slot's INTx wiring: (device number, line), for the firmware's routing
+    /// table (ACPI `_PRT`).
+    pub fn intx_routes(&self) -> Vec<(usize, u8)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(n, s)| Some((n, s.as_ref()?.irq?)))
+            .collect()
+    }
+
     /// The 8259 lines PCI devices are wired to (bit n = IRQ n).
     pub fn irq_lines(&self) -> u16 {
         self.slots
