@@ -109,6 +109,36 @@ pub struct Icount {
     pub sleep: bool,
 }
 
+/// Where the GDB stub listens (`-gdb`, `-s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GdbAddr {
+    /// `tcp:[HOST]:PORT`; an empty host listens on every interface, as QEMU does.
+    Tcp { host: String, port: u16 },
+    /// `unix:PATH`: a Unix-domain socket (created; an old socket file there is replaced).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for GdbAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GdbAddr::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            GdbAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Where the monitor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorMode {
+    /// Shares stdio with the serial console; Ctrl-A c switches to it (QEMU's `-nographic`
+    /// default, `-serial mon:stdio`).
+    Mux,
+    /// `-monitor stdio`: as `Mux`, but the monitor has the console at start.
+    Stdio,
+    /// `-monitor none`.
+    None,
+}
+
 /// Everything a boot needs, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -145,6 +175,12 @@ pub struct Options {
     pub save_on_output: Option<(String, PathBuf)>,
     /// `--save-file PATH`: where Ctrl-A S saves a snapshot.
     pub save_file: PathBuf,
+    /// `-gdb DEV` / `-s`: start the GDB stub.
+    pub gdb: Option<GdbAddr>,
+    /// `-S`: do not start the CPU (wait for the monitor's `cont` or a debugger).
+    pub start_stopped: bool,
+    /// `-monitor`.
+    pub monitor: MonitorMode,
 }
 
 impl Default for Options {
@@ -168,6 +204,9 @@ impl Default for Options {
             incoming: None,
             save_on_output: None,
             save_file: PathBuf::from(DEFAULT_SAVE_FILE),
+            gdb: None,
+            start_stopped: false,
+            monitor: MonitorMode::Mux,
         }
     }
 }
@@ -217,7 +256,13 @@ Machine (QEMU's spellings; local APIC + IOAPIC and ACPI tables by default, as QE
   -no-reboot          exit (status 0) when the guest resets
   -icount shift=N[,sleep=on|off]   virtual time: 2^N ns per instruction (N <= {max_shift})
 
-Debugging:
+Debugging (see README.md, \"Debugging a kernel\"):
+  -s                  shorthand for -gdb tcp::1234
+  -gdb DEV            GDB stub on DEV: tcp::PORT, tcp:HOST:PORT or unix:PATH
+                      (connect with: gdb vmlinux -ex 'target remote :PORT')
+  -S                  do not start the CPU at start-up (use 'c' in gdb or 'cont' in the monitor)
+  -monitor stdio|none the monitor on the console from the start, or no monitor at all
+                      (by default Ctrl-A c switches between the serial console and the monitor)
   -d ITEMS            comma-separated trace items (-d help lists them)
   -D FILE             write -d output to FILE instead of stderr
   --stats             print execution counters on stderr at exit
@@ -232,7 +277,8 @@ Snapshots (docs/SNAPSHOT.md; disks must be the ones saved, snapshot=on overlays 
   --version           print the version
 
 Console: the serial port is on stdin/stdout. Ctrl-A x exits, Ctrl-A h shows the keys,
-Ctrl-A s flushes the disks, Ctrl-A S saves a snapshot, Ctrl-A Ctrl-A sends Ctrl-A.
+Ctrl-A s flushes the disks, Ctrl-A S saves a snapshot, Ctrl-A c switches to the monitor and
+back ('help' lists its commands), Ctrl-A Ctrl-A sends Ctrl-A.
 ",
         version = env!("CARGO_PKG_VERSION"),
         save_file = DEFAULT_SAVE_FILE,
@@ -401,6 +447,26 @@ where
                 o.save_on_output = Some((s, p));
             }
             "-save-file" => o.save_file = non_empty_path("--save-file", value("--save-file")?)?,
+            "-s" => {
+                o.gdb = Some(GdbAddr::Tcp {
+                    host: String::new(),
+                    port: 1234,
+                })
+            }
+            "-S" => o.start_stopped = true,
+            "-gdb" => o.gdb = parse_gdb(&value("-gdb")?)?,
+            "-monitor" => {
+                let v = value("-monitor")?;
+                o.monitor = match v.as_str() {
+                    "stdio" => MonitorMode::Stdio,
+                    "none" => MonitorMode::None,
+                    _ => {
+                        return err(format!(
+                            "-monitor {v}: only 'stdio' and 'none' are supported"
+                        ))
+                    }
+                };
+            }
             _ if opt.starts_with('-') => {
                 return err(format!("{arg}: unknown option (see --help)"));
             }
@@ -468,6 +534,8 @@ fn expects(opt: &str) -> &'static str {
         "-incoming" => "expected file:PATH",
         "--save-on-output" => "expected a string and a file name",
         "--save-file" => "expected a file name",
+        "-gdb" => "expected tcp::PORT, tcp:HOST:PORT or unix:PATH",
+        "-monitor" => "expected stdio or none",
         _ => "expected a value",
     }
 }
@@ -477,6 +545,48 @@ fn non_empty_path(opt: &str, v: String) -> Result<PathBuf, CliError> {
         return err(format!("{opt}: empty file name"));
     }
     Ok(PathBuf::from(v))
+}
+
+/// `-gdb`: `tcp::PORT`, `tcp:HOST:PORT`, `unix:PATH` (QEMU's `,server=on` and `,wait=off`
+/// are accepted: the stub always listens, and never waits for a debugger before the guest
+/// starts; `-S` does that), or `none`.
+pub fn parse_gdb(v: &str) -> Result<Option<GdbAddr>, CliError> {
+    let bad = |why: &str| err(format!("-gdb {v}: {why}"));
+    if v == "none" {
+        return Ok(None);
+    }
+    let mut parts = v.split(',');
+    let dev = parts.next().unwrap_or("");
+    for p in parts {
+        if !matches!(
+            p,
+            "server" | "server=on" | "nowait" | "wait=off" | "ipv4=on" | "ipv4"
+        ) {
+            return bad(&format!(
+                "unsupported option '{p}' (server=on, wait=off are accepted)"
+            ));
+        }
+    }
+    if let Some(path) = dev.strip_prefix("unix:") {
+        if path.is_empty() {
+            return bad("empty socket path");
+        }
+        return Ok(Some(GdbAddr::Unix(PathBuf::from(path))));
+    }
+    let Some(rest) = dev.strip_prefix("tcp:") else {
+        return bad("expected tcp::PORT, tcp:HOST:PORT or unix:PATH");
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return bad("expected tcp::PORT or tcp:HOST:PORT");
+    };
+    let port: u16 = match port.parse() {
+        Ok(p) => p,
+        Err(_) => return bad(&format!("'{port}' is not a TCP port number")),
+    };
+    Ok(Some(GdbAddr::Tcp {
+        host: host.to_string(),
+        port,
+    }))
 }
 
 /// Split QEMU's `key=value,key=value` (a `,,` is a literal comma inside a value).

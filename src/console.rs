@@ -14,6 +14,8 @@ pub enum EscapeAction {
     FlushDisks,
     /// Ctrl-A S: save a machine snapshot (to `--save-file`).
     SaveSnapshot,
+    /// Ctrl-A c: switch between the serial console and the monitor.
+    SwitchMonitor,
 }
 
 /// The text Ctrl-A h prints.
@@ -22,6 +24,7 @@ C-a h    print this help
 C-a x    exit emulator
 C-a s    flush disk data to the image files
 C-a S    save a machine snapshot (--save-file, default tci64.snapshot)
+C-a c    switch between console and monitor
 C-a C-a  sends C-a
 ";
 
@@ -46,6 +49,7 @@ impl EscapeFilter {
                     b'h' | b'H' | b'?' => actions.push(EscapeAction::Help),
                     b's' => actions.push(EscapeAction::FlushDisks),
                     b'S' => actions.push(EscapeAction::SaveSnapshot),
+                    b'c' | b'C' => actions.push(EscapeAction::SwitchMonitor),
                     _ => {}
                 }
             } else if b == ESCAPE {
@@ -92,6 +96,13 @@ mod tests {
             (vec![], vec![EscapeAction::SaveSnapshot])
         );
         assert_eq!(feed(&mut f, b"\x01\x01"), (vec![ESCAPE], vec![]));
+        assert_eq!(
+            feed(&mut f, b"\x01cinfo\x01C"),
+            (
+                b"info".to_vec(),
+                vec![EscapeAction::SwitchMonitor, EscapeAction::SwitchMonitor]
+            )
+        );
         // Unknown commands vanish.
         assert_eq!(feed(&mut f, b"\x01zq"), (b"q".to_vec(), vec![]));
     }

@@ -3,10 +3,13 @@
 
 mod cli;
 mod console;
+mod gdb;
 mod host;
 mod logging;
+mod monitor;
 mod run;
 mod stats;
+mod vm;
 
 use cli::Command;
 

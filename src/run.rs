@@ -1,24 +1,30 @@
-//! Booting a guest: files in, [`Machine`] built, then the run loop between the machine and the
-//! terminal until the guest resets, halts or the user types Ctrl-A x.
+//! Booting a guest: files in, [`Machine`] built, then the run loop between the machine, the
+//! terminal (serial console and monitor) and a debugger, until the guest resets, halts, the
+//! user types Ctrl-A x or `quit`, or a debugger kills it.
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use gdbstub::common::Signal;
+use gdbstub::stub::SingleThreadStopReason;
 use tci64_devices::block::{BlockBackend, CowBackend};
 use tci64_machine::{
-    DiskConfig, Machine, MachineConfig, MachineType, PlatformConfig, RestoreOptions, RunExit,
-    TraceFlags,
+    DebugStop, DiskConfig, Machine, MachineConfig, MachineType, PlatformConfig, RestoreOptions,
+    RunExit, TraceFlags,
 };
 
-use crate::cli::Options;
+use crate::cli::{MonitorMode, Options};
 use crate::console::{EscapeAction, EscapeFilter, HELP};
+use crate::gdb::{self, GdbSession, SessionEnd};
 use crate::host::clock::InstantClock;
 use crate::host::disk::{DiskMode, FileBackend};
-use crate::host::stdin::{Input, StdinReader};
+use crate::host::events::{Events, HostEvent};
 use crate::host::terminal::RawModeGuard;
+use crate::monitor::{LineEditor, PROMPT};
 use crate::stats;
+use crate::vm::{DiskDesc, Exec, Request, Vm};
 
 /// Guest instructions per `Machine::run` call: small enough to poll stdin often (a few ms).
 const BUDGET: u64 = 1 << 20;
@@ -80,9 +86,8 @@ fn any_trace(t: &TraceFlags) -> bool {
     *t != TraceFlags::default()
 }
 
-/// Boot and run; returns the process exit status.
-pub fn run(o: Options) -> Result<i32, Fatal> {
-    crate::logging::init(any_trace(&o.trace), o.log_file.as_deref())?;
+/// Build the machine the options describe (files are read, disks opened).
+pub fn build_machine(o: &Options) -> Result<Machine, Fatal> {
     let mut disks = Vec::new();
     for d in &o.disks {
         let mode = if d.read_only {
@@ -123,9 +128,9 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         )
         .map_err(|e| format!("-incoming {}: {e}", path.display()))?;
         log::info!("restored {} in {:?}", path.display(), t.elapsed());
-        return run_machine(machine, &o);
+        return Ok(machine);
     }
-    let files = boot_files(&o, &bundled_guest_dir())?;
+    let files = boot_files(o, &bundled_guest_dir())?;
     let kernel = read_file("-kernel", &files.kernel)?;
     let initrd = match &files.initrd {
         Some(p) => Some(read_file("-initrd", p)?),
@@ -157,27 +162,45 @@ pub fn run(o: Options) -> Result<i32, Fatal> {
         machine: o.machine,
         platform,
     };
-    let machine = Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())?;
-    run_machine(machine, &o)
+    Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())
 }
 
-/// Run a built (or restored) machine on the terminal until it ends.
-fn run_machine(mut machine: Machine, o: &Options) -> Result<i32, Fatal> {
-    let o = o.clone();
+/// Boot and run; returns the process exit status.
+pub fn run(o: Options) -> Result<i32, Fatal> {
+    crate::logging::init(any_trace(&o.trace), o.log_file.as_deref())?;
+    let machine = build_machine(&o)?;
+    let disks = o
+        .disks
+        .iter()
+        .map(|d| DiskDesc {
+            file: d.file.display().to_string(),
+            read_only: d.read_only,
+            snapshot: d.snapshot,
+        })
+        .collect();
+    let mut vm = Vm::new(machine, !o.start_stopped, disks);
+    let mut events = Events::new();
+    if let Some(addr) = &o.gdb {
+        let at = gdb::listen(addr, events.sender())?;
+        log::info!("gdbserver listening on {at}");
+        vm.gdb_listening = Some(at);
+    }
 
     let started = Instant::now();
     crate::host::signals::install();
     let (status, result) = {
         let _raw = RawModeGuard::new();
-        let mut stdin = StdinReader::spawn();
-        run_loop(&mut machine, &o, &mut stdin)
+        events.spawn_stdin();
+        let mut session = Session::new(&o);
+        session.run_loop(&mut vm, &o, &mut events)
     };
     // The terminal is restored from here on.
-    let flushed = machine
+    let flushed = vm
+        .machine
         .flush_disks()
         .map_err(|e| format!("flushing the disks: {e}"));
     if o.stats {
-        eprint!("{}", stats::report(&machine.stats(), started.elapsed()));
+        eprint!("{}", stats::report(&vm.machine.stats(), started.elapsed()));
     }
     log::logger().flush();
     result?;
@@ -185,96 +208,316 @@ fn run_machine(mut machine: Machine, o: &Options) -> Result<i32, Fatal> {
     Ok(status)
 }
 
-/// The loop proper; returns the exit status and any error that ended it.
-fn run_loop(
-    machine: &mut Machine,
-    o: &Options,
-    stdin: &mut StdinReader,
-) -> (i32, Result<(), Fatal>) {
-    let mut pending: VecDeque<u8> = VecDeque::new();
-    let mut escape = EscapeFilter::default();
-    let mut out = std::io::stdout();
-    // The serial output's tail, while waiting for --save-on-output's string.
-    let mut seen: Vec<u8> = Vec::new();
-    loop {
-        if let Some((n, name)) = crate::host::signals::received() {
-            eprintln!("\r\ntci64: terminating on signal {n} ({name})");
-            return (0, Ok(()));
+/// The console, the monitor and the debugger around a running VM.
+struct Session {
+    /// Typed bytes the guest's serial port did not take yet.
+    pending: VecDeque<u8>,
+    escape: EscapeFilter,
+    /// The monitor has the console (Ctrl-A c, `-monitor stdio`).
+    monitor_focus: bool,
+    monitor_enabled: bool,
+    editor: LineEditor,
+    /// Echo monitor input (the console is a raw terminal).
+    echo: bool,
+    gdb: Option<GdbSession>,
+    out: std::io::Stdout,
+    /// The serial output's tail, while waiting for `--save-on-output`'s string.
+    seen: Vec<u8>,
+}
+
+/// How the loop ends: the exit status and any error.
+type Ended = (i32, Result<(), Fatal>);
+
+impl Session {
+    fn new(o: &Options) -> Self {
+        Session {
+            pending: VecDeque::new(),
+            escape: EscapeFilter::default(),
+            monitor_focus: o.monitor == MonitorMode::Stdio,
+            monitor_enabled: o.monitor != MonitorMode::None,
+            editor: LineEditor::default(),
+            echo: crate::host::terminal::stdin_is_tty(),
+            gdb: None,
+            out: std::io::stdout(),
+            seen: Vec::new(),
         }
-        let exit = machine.run(BUDGET);
-        let bytes = machine.take_serial_output();
-        if !bytes.is_empty() {
-            if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
-                return (1, Err(format!("writing the console to stdout: {e}")));
+    }
+
+    fn print(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
+        self.out
+            .write_all(bytes)
+            .and_then(|()| self.out.flush())
+            .map_err(|e| format!("writing the console to stdout: {e}"))
+    }
+
+    /// Print the guest's serial output; true if `--save-on-output` saved and the run ends.
+    fn print_serial(&mut self, vm: &mut Vm, o: &Options) -> Result<bool, Fatal> {
+        let bytes = vm.machine.take_serial_output();
+        if bytes.is_empty() {
+            return Ok(false);
+        }
+        self.print(&bytes)?;
+        if let Some((want, path)) = &o.save_on_output {
+            self.seen.extend_from_slice(&bytes);
+            if self.seen.windows(want.len()).any(|w| w == want.as_bytes()) {
+                let msg = save_snapshot(&mut vm.machine, path)?;
+                eprintln!("\r\ntci64: {msg}");
+                return Ok(true);
             }
-            if let Some((want, path)) = &o.save_on_output {
-                seen.extend_from_slice(&bytes);
-                if seen.windows(want.len()).any(|w| w == want.as_bytes()) {
-                    return match save_snapshot(machine, path) {
-                        Ok(msg) => {
-                            eprintln!("\r\ntci64: {msg}");
-                            (0, Ok(()))
+            let keep = self.seen.len().saturating_sub(want.len());
+            self.seen.drain(..keep);
+        }
+        Ok(false)
+    }
+
+    /// The loop proper; returns the exit status and any error that ended it.
+    fn run_loop(&mut self, vm: &mut Vm, o: &Options, events: &mut Events) -> Ended {
+        if self.monitor_focus {
+            if let Err(e) = self.print(
+                format!("tci64 monitor - type 'help' for more information\n{PROMPT}").as_bytes(),
+            ) {
+                return (1, Err(e));
+            }
+        }
+        loop {
+            if let Some((n, name)) = crate::host::signals::received() {
+                eprintln!("\r\ntci64: terminating on signal {n} ({name})");
+                return (0, Ok(()));
+            }
+            let mut wait = MAX_IDLE_WAIT;
+            if vm.running {
+                let exit = match vm.exec {
+                    Exec::Continue => vm.machine.run(BUDGET),
+                    Exec::Step => vm.machine.step(),
+                };
+                match self.print_serial(vm, o) {
+                    Ok(true) => return (0, Ok(())),
+                    Ok(false) => {}
+                    Err(e) => return (1, Err(e)),
+                }
+                match exit {
+                    RunExit::Budget => wait = Duration::ZERO,
+                    RunExit::Idle { until_ns } => wait = idle_wait(&vm.machine, until_ns),
+                    RunExit::Reset => {
+                        self.gdb_report(vm, SingleThreadStopReason::Exited(0));
+                        if !o.no_reboot {
+                            log::warn!(
+                                "the guest asked for a reset; reboot is not implemented, so tci64 exits"
+                            );
                         }
-                        Err(e) => (1, Err(e)),
-                    };
-                }
-                let keep = seen.len().saturating_sub(want.len());
-                seen.drain(..keep);
-            }
-        }
-        let wait = match exit {
-            RunExit::Budget => Duration::ZERO,
-            RunExit::Idle { until_ns } => idle_wait(machine, until_ns),
-            RunExit::Reset => {
-                if !o.no_reboot {
-                    log::warn!(
-                        "the guest asked for a reset; reboot is not implemented, so tci64 exits"
-                    );
-                }
-                return (0, Ok(()));
-            }
-            RunExit::PowerOff => {
-                log::info!("the guest powered off");
-                return (0, Ok(()));
-            }
-            RunExit::Halted => {
-                eprintln!("tci64: the guest halted with interrupts off; nothing can wake it");
-                return (0, Ok(()));
-            }
-        };
-        // Input the guest did not take yet keeps the loop polling.
-        let wait = if pending.is_empty() {
-            wait
-        } else {
-            wait.min(Duration::from_millis(5))
-        };
-        if let Input::Bytes(typed) = stdin.wait(wait) {
-            let (mut to_guest, mut actions) = (Vec::new(), Vec::new());
-            escape.feed(&typed, &mut to_guest, &mut actions);
-            pending.extend(to_guest);
-            for a in actions {
-                match a {
-                    EscapeAction::Exit => {
-                        eprintln!("tci64: terminated");
                         return (0, Ok(()));
                     }
-                    EscapeAction::Help => eprint!("\r\n{HELP}"),
-                    EscapeAction::FlushDisks => {
-                        if let Err(e) = machine.flush_disks() {
-                            log::error!("flushing the disks: {e}");
+                    RunExit::PowerOff => {
+                        self.gdb_report(vm, SingleThreadStopReason::Exited(0));
+                        log::info!("the guest powered off");
+                        return (0, Ok(()));
+                    }
+                    RunExit::Halted => {
+                        self.gdb_report(vm, SingleThreadStopReason::Exited(0));
+                        eprintln!(
+                            "tci64: the guest halted with interrupts off; nothing can wake it"
+                        );
+                        return (0, Ok(()));
+                    }
+                    RunExit::Debug(d) => {
+                        wait = Duration::ZERO;
+                        if d == DebugStop::Step && vm.step_then_continue {
+                            // Stepped over the breakpoint we continued from.
+                            vm.step_then_continue = false;
+                            vm.exec = Exec::Continue;
+                        } else {
+                            vm.running = false;
+                            let end = match &mut self.gdb {
+                                Some(g) if g.target_running() => g.report_debug(vm, d),
+                                _ => SessionEnd::Open,
+                            };
+                            if let Some(done) = self.session_end(vm, end) {
+                                return done;
+                            }
                         }
                     }
-                    EscapeAction::SaveSnapshot => match save_snapshot(machine, &o.save_file) {
-                        Ok(msg) => eprint!("\r\ntci64: {msg}\r\n"),
-                        Err(e) => eprint!("\r\ntci64: {e}\r\n"),
-                    },
+                }
+            }
+            // Input the guest did not take yet keeps the loop polling.
+            if !self.pending.is_empty() {
+                wait = wait.min(Duration::from_millis(5));
+            }
+            for ev in events.wait(wait) {
+                if let Some(done) = self.event(vm, o, ev) {
+                    return done;
+                }
+            }
+            // A debugger waits for a stop the monitor caused (`stop`).
+            if !vm.running {
+                if let Some(g) = &mut self.gdb {
+                    if g.target_running() {
+                        let end = g.report(vm, SingleThreadStopReason::Signal(Signal::SIGINT));
+                        if let Some(done) = self.session_end(vm, end) {
+                            return done;
+                        }
+                    }
+                }
+            }
+            if let Some(done) = self.requests(vm, o, events) {
+                return done;
+            }
+            if !self.pending.is_empty() {
+                let n = vm.machine.serial_input(self.pending.make_contiguous());
+                self.pending.drain(..n.min(self.pending.len()));
+            }
+        }
+    }
+
+    /// Tell a waiting debugger the guest is gone.
+    fn gdb_report(&mut self, vm: &mut Vm, why: SingleThreadStopReason<u64>) {
+        if let Some(g) = &mut self.gdb {
+            if g.target_running() {
+                g.report(vm, why);
+            }
+        }
+    }
+
+    fn session_end(&mut self, vm: &mut Vm, end: SessionEnd) -> Option<Ended> {
+        match end {
+            SessionEnd::Open => None,
+            SessionEnd::Detached => {
+                // As QEMU: the guest runs on when the debugger goes.
+                self.gdb = None;
+                vm.running = true;
+                vm.exec = Exec::Continue;
+                None
+            }
+            SessionEnd::Killed => {
+                self.gdb = None;
+                eprintln!("tci64: terminated by the debugger");
+                Some((0, Ok(())))
+            }
+        }
+    }
+
+    fn event(&mut self, vm: &mut Vm, o: &Options, ev: HostEvent) -> Option<Ended> {
+        match ev {
+            HostEvent::Stdin(typed) => self.typed(vm, o, &typed),
+            HostEvent::StdinClosed => None,
+            HostEvent::GdbConnected { id, writer, peer } => {
+                if self.gdb.is_some() {
+                    log::warn!("gdb: refusing a second debugger ({peer}): one is connected");
+                    return None;
+                }
+                match GdbSession::new(id, writer, vm) {
+                    Ok(g) => {
+                        log::info!("gdb: debugger connected ({peer})");
+                        self.gdb = Some(g);
+                    }
+                    Err(e) => log::warn!("gdb: {e}"),
+                }
+                None
+            }
+            HostEvent::GdbData { id, bytes } => {
+                let end = match &mut self.gdb {
+                    Some(g) if g.id == id => g.feed(vm, &bytes),
+                    _ => return None,
+                };
+                self.session_end(vm, end)
+            }
+            HostEvent::GdbClosed { id } => {
+                if self.gdb.as_ref().is_some_and(|g| g.id == id) {
+                    vm.machine.clear_debug();
+                    vm.hw_breakpoints.clear();
+                    vm.phys_mem_mode = false;
+                    return self.session_end(vm, SessionEnd::Detached);
+                }
+                None
+            }
+        }
+    }
+
+    /// Bytes typed on the console: escape keys, then the serial port or the monitor.
+    fn typed(&mut self, vm: &mut Vm, o: &Options, typed: &[u8]) -> Option<Ended> {
+        let (mut bytes, mut actions) = (Vec::new(), Vec::new());
+        self.escape.feed(typed, &mut bytes, &mut actions);
+        // Bytes before a focus switch belong to the old focus: the filter keeps order only
+        // per kind, so a switch applies to everything typed in this batch after it. Typing
+        // is slow enough for that.
+        for a in actions {
+            match a {
+                EscapeAction::Exit => {
+                    eprintln!("tci64: terminated");
+                    return Some((0, Ok(())));
+                }
+                EscapeAction::Help => eprint!("\r\n{HELP}"),
+                EscapeAction::FlushDisks => {
+                    if let Err(e) = vm.machine.flush_disks() {
+                        log::error!("flushing the disks: {e}");
+                    }
+                }
+                EscapeAction::SaveSnapshot => match save_snapshot(&mut vm.machine, &o.save_file) {
+                    Ok(msg) => eprint!("\r\ntci64: {msg}\r\n"),
+                    Err(e) => eprint!("\r\ntci64: {e}\r\n"),
+                },
+                EscapeAction::SwitchMonitor => {
+                    if self.monitor_enabled {
+                        self.monitor_focus = !self.monitor_focus;
+                        if self.monitor_focus {
+                            let _ = self.print(format!("\r\n{PROMPT}").as_bytes());
+                        }
+                    }
                 }
             }
         }
-        if !pending.is_empty() {
-            let n = machine.serial_input(pending.make_contiguous());
-            pending.drain(..n.min(pending.len()));
+        if !self.monitor_focus {
+            self.pending.extend(bytes);
+            return None;
         }
+        let (mut lines, mut echo) = (Vec::new(), Vec::new());
+        self.editor.feed(&bytes, &mut lines, &mut echo);
+        if self.echo && !echo.is_empty() {
+            let _ = self.print(&echo);
+        }
+        for line in lines {
+            let mut text = crate::monitor::execute(vm, &line);
+            text.push_str(PROMPT);
+            if let Err(e) = self.print(text.as_bytes()) {
+                return Some((1, Err(e)));
+            }
+        }
+        None
+    }
+
+    /// Carry out what the monitor or the debugger asked for.
+    fn requests(&mut self, vm: &mut Vm, o: &Options, events: &Events) -> Option<Ended> {
+        for r in std::mem::take(&mut vm.requests) {
+            match r {
+                Request::Quit(status) => {
+                    self.gdb_report(vm, SingleThreadStopReason::Exited(0));
+                    return Some((status, Ok(())));
+                }
+                Request::Reset => {
+                    if let Err(e) = vm.machine.flush_disks() {
+                        log::error!("flushing the disks: {e}");
+                    }
+                    match build_machine(o) {
+                        Ok(mut m) => {
+                            for &b in vm.machine.breakpoints() {
+                                m.add_breakpoint(b);
+                            }
+                            for &w in vm.machine.watchpoints() {
+                                m.add_watchpoint(w);
+                            }
+                            vm.machine = m;
+                        }
+                        Err(e) => return Some((1, Err(format!("system_reset: {e}")))),
+                    }
+                }
+                Request::GdbServer(addr) => match gdb::listen(&addr, events.sender()) {
+                    Ok(at) => vm.gdb_listening = Some(at),
+                    Err(e) => {
+                        let _ = self.print(format!("{e}\n").as_bytes());
+                    }
+                },
+            }
+        }
+        None
     }
 }
 
@@ -294,7 +537,7 @@ fn partial_sector_warning(file: &Path, size: u64) -> Option<String> {
 }
 
 /// Save a snapshot of `machine` to `path`; returns what to tell the user.
-fn save_snapshot(machine: &mut Machine, path: &Path) -> Result<String, Fatal> {
+pub(crate) fn save_snapshot(machine: &mut Machine, path: &Path) -> Result<String, Fatal> {
     let t = Instant::now();
     let bytes = machine
         .save()

@@ -1,8 +1,9 @@
 //! The CPU core the engine runs: register file, memory, guest state, counters, and the
 //! slow paths of guest memory access that helpers and the interpreter share.
 
+use crate::debug::Debug;
 use crate::guest::{Guest, HelperFn, MmioBus, Trap};
-use crate::mem::{Access, Memory, PAGE_MASK, PAGE_SIZE, TAG_CODE, TAG_MMIO};
+use crate::mem::{Access, Memory, PAGE_MASK, PAGE_SIZE, TAG_CODE, TAG_MMIO, TAG_WATCH};
 use crate::stats::Stats;
 use crate::Builder;
 
@@ -66,14 +67,17 @@ pub struct Core<G: Guest> {
     /// `Engine::run` calls so where interrupts are taken does not depend on how the host
     /// slices the run (part of a snapshot).
     pub poll_in: u32,
-    /// A store through the slow path wrote a page holding translated code: the running block
-    /// may be stale, so it stops after the current guest instruction.
+    /// A store through the slow path wrote a page holding translated code (the running block
+    /// may be stale), or an access hit a debugger watchpoint: the block stops after the
+    /// current guest instruction.
     pub(crate) smc_hit: bool,
     /// Bumped by every TLB flush: a cross-page chain link made under an older generation
     /// may follow a stale virtual-to-physical mapping and is not taken.
     pub(crate) tlb_gen: u32,
     /// The guest's helper table, looked up once (not on every `Op::Call`).
     pub(crate) helpers: &'static [HelperFn<G>],
+    /// Breakpoints and watchpoints ([`crate::debug`]); changed through [`crate::Engine`].
+    pub(crate) debug: Debug,
 }
 
 impl<G: Guest> Core<G> {
@@ -93,7 +97,24 @@ impl<G: Guest> Core<G> {
             smc_hit: false,
             tlb_gen: 0,
             helpers: G::helpers(),
+            debug: Debug::default(),
         }
+    }
+
+    /// The debugger's breakpoints and watchpoints.
+    pub fn debug(&self) -> &Debug {
+        &self.debug
+    }
+
+    /// For the front end's translator: true if the instruction at `pc` must not be translated
+    /// because a breakpoint is there. `first`: it would be the block's first instruction (the
+    /// block is then translated as a lone `Exit { code: EXIT_DEBUG }`); otherwise the block
+    /// ends before it. A single-step over a breakpoint is not stopped by it.
+    #[inline]
+    pub fn breakpoint_at(&self, pc: u64, first: bool) -> bool {
+        !self.debug.breakpoints.is_empty()
+            && self.debug.breakpoints.contains(&pc)
+            && !(first && self.debug.step_over == Some(pc))
     }
 
     /// Drop every TLB entry and every jump-cache entry (the guest's address space changed).
@@ -197,6 +218,9 @@ impl<G: Guest> Core<G> {
             return Ok(v);
         }
         let (flags, addend) = self.lookup(bus, vaddr, Access::Read, mmu)?;
+        if flags & TAG_WATCH != 0 && self.debug.check_access(vaddr, size as u64, false) {
+            self.smc_hit = true;
+        }
         let x = vaddr.wrapping_add(addend);
         if flags & TAG_MMIO != 0 {
             // Loads zero-extend: devices may return junk above `size` bytes.
@@ -230,6 +254,9 @@ impl<G: Guest> Core<G> {
             return Ok(());
         }
         let (flags, addend) = self.lookup(bus, vaddr, Access::Write, mmu)?;
+        if flags & TAG_WATCH != 0 && self.debug.check_access(vaddr, size as u64, true) {
+            self.smc_hit = true;
+        }
         let x = vaddr.wrapping_add(addend);
         if flags & TAG_MMIO != 0 {
             bus.mmio_write(x, size as u8, value & size_mask(size));

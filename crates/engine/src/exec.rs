@@ -3,6 +3,7 @@
 //! nested calls, so stack depth is constant however long a chain runs.
 
 use crate::core::{jc_index, Core, JC_EMPTY};
+use crate::debug::{DebugStop, Watchpoint, EXIT_DEBUG};
 use crate::guest::{Guest, Stop, Trap};
 use crate::interp::{exec_block, exec_range, TbExit};
 use crate::mem::{Access, PAGE_MASK};
@@ -77,6 +78,15 @@ impl<G: Guest> Engine<G> {
         phys_pc: u64,
         flags: u32,
     ) -> Result<TbId, Trap> {
+        let tb = self.build(bus, pc, phys_pc, flags)?;
+        if self.tbs.needs_flush(tb.code.len()) {
+            self.flush_code();
+        }
+        Ok(self.tbs.insert(tb))
+    }
+
+    /// Translate, optimize and encode the block at `pc` (not cached).
+    fn build(&mut self, bus: &mut G::Bus, pc: u64, phys_pc: u64, flags: u32) -> Result<Tb, Trap> {
         self.builder.reset();
         G::translate(&mut self.core, bus, pc, flags, &mut self.builder)?;
         let b = &mut self.builder;
@@ -108,11 +118,8 @@ impl<G: Guest> Engine<G> {
         self.core.stats.tbs_translated += 1;
         self.core.stats.insns_translated += b.n_insns as u64;
         self.core.stats.ops_after_opt += enc.code.len() as u64;
-        if self.tbs.needs_flush(enc.code.len()) {
-            self.flush_code();
-        }
         let b = &self.builder;
-        let tb = Tb {
+        Ok(Tb {
             pc,
             phys_pc,
             flags,
@@ -124,8 +131,7 @@ impl<G: Guest> Engine<G> {
             links: [NO_TB; 2],
             link_gen: [ANY_GEN; 2],
             valid: true,
-        };
-        Ok(self.tbs.insert(tb))
+        })
     }
 
     /// Find the block for the current PC and mode, translating it if needed. `known` is the
@@ -176,6 +182,11 @@ impl<G: Guest> Engine<G> {
                 return Stop::Budget;
             }
             if poll_in == 0 {
+                if let Some((addr, kind)) = self.core.debug.hit.take() {
+                    // A watchpoint hit by the last instruction (which has completed).
+                    self.core.poll_in = 0;
+                    return Stop::Debug(DebugStop::Watch { addr, kind });
+                }
                 poll_in = G::POLL_INTERVAL.max(1);
                 let pc_before = self.core.regs.0[G::PC_SLOT as usize];
                 if let Some(stop) = G::poll(&mut self.core, bus) {
@@ -226,6 +237,10 @@ impl<G: Guest> Engine<G> {
             let mut resume_at: Option<usize> = None;
             while let TbExit::Smc { at } = exit {
                 self.core.smc_hit = false;
+                if self.core.debug.hit.is_some() {
+                    // Stop for the watchpoint once the instruction is done (top of the loop).
+                    poll_in = 0;
+                }
                 let k = tb.insn_at(at);
                 let stop = tb.insn_ops.get(k + 1).map_or(usize::MAX, |&o| o as usize);
                 exit = exec_range(&mut self.core, bus, &tb.code, at as usize + 1, stop);
@@ -294,6 +309,12 @@ impl<G: Guest> Engine<G> {
                     known_flags = Some(tb.flags);
                     self.process_dirty_code();
                 }
+                TbExit::Guest(EXIT_DEBUG) => {
+                    // A breakpoint block: nothing ran. Resume as if it had never been looked
+                    // up (the same poll schedule as an undisturbed run).
+                    self.core.poll_in = poll_in + 1;
+                    return Stop::Debug(DebugStop::Breakpoint);
+                }
                 TbExit::Guest(code) => {
                     poll_in = 0;
                     self.core.icount += tb.insn_ops.len() as u64;
@@ -319,5 +340,140 @@ impl<G: Guest> Engine<G> {
                 }
             }
         }
+    }
+
+    /// Run one guest instruction for a debugger, from a one-instruction block that is not
+    /// cached (a breakpoint at the current PC is stepped over). Pending interrupts are
+    /// delivered first: the step then ends at the handler's first instruction. Returns
+    /// `Stop::Debug(DebugStop::Step)` when the step is done (or a watchpoint stop if the
+    /// instruction hit one), or a guest stop (halt, reset) instead.
+    pub fn step(&mut self, bus: &mut G::Bus) -> Stop {
+        // The step polls; the run after it counts on from there, as after a block.
+        self.core.poll_in = G::POLL_INTERVAL.max(1) - 1;
+        let pc = self.core.regs.0[G::PC_SLOT as usize];
+        if let Some(stop) = G::poll(&mut self.core, bus) {
+            return stop;
+        }
+        if self.core.regs.0[G::PC_SLOT as usize] != pc {
+            // An interrupt was delivered: stop at its handler.
+            return Stop::Debug(DebugStop::Step);
+        }
+        let flags = G::tb_flags(&self.core);
+        let built = match self
+            .core
+            .translate_addr(bus, pc, Access::Fetch, G::fetch_mmu(flags))
+        {
+            Ok(phys_pc) => {
+                let max = std::mem::replace(&mut self.core.max_insns, 1);
+                self.core.debug.step_over = Some(pc);
+                let r = self.build(bus, pc, phys_pc, flags);
+                self.core.debug.step_over = None;
+                self.core.max_insns = max;
+                r
+            }
+            Err(trap) => Err(trap),
+        };
+        let tb = match built {
+            Ok(tb) => tb,
+            Err(trap) => {
+                // The fetch faulted: the exception's delivery is the step.
+                if let Some(stop) = G::on_trap(&mut self.core, bus, trap) {
+                    return stop;
+                }
+                self.process_dirty_code();
+                return Stop::Debug(DebugStop::Step);
+            }
+        };
+        let mut exit = exec_block(&mut self.core, bus, &tb.code);
+        self.core.stats.tbs_executed += 1;
+        while let TbExit::Smc { at } = exit {
+            // The one instruction stored to code or hit a watchpoint: finish it.
+            self.core.smc_hit = false;
+            exit = exec_range(&mut self.core, bus, &tb.code, at as usize + 1, usize::MAX);
+        }
+        self.core.smc_hit = false;
+        let mut stop = None;
+        match exit {
+            TbExit::Chain(_) | TbExit::Indirect | TbExit::Boundary | TbExit::Smc { .. } => {
+                self.core.icount += tb.insn_ops.len() as u64;
+            }
+            TbExit::Guest(code) => {
+                self.core.icount += tb.insn_ops.len() as u64;
+                self.process_dirty_code();
+                stop = G::on_exit(&mut self.core, bus, code);
+            }
+            TbExit::Trap { trap, at } => {
+                rewind_to(&mut self.core, &tb, tb.insn_at(at));
+                self.process_dirty_code();
+                stop = G::on_trap(&mut self.core, bus, trap);
+            }
+        }
+        self.process_dirty_code();
+        if let Some(stop) = stop {
+            return stop;
+        }
+        match self.core.debug.hit.take() {
+            Some((addr, kind)) => Stop::Debug(DebugStop::Watch { addr, kind }),
+            None => Stop::Debug(DebugStop::Step),
+        }
+    }
+
+    /// Add a breakpoint at virtual `pc` (translated code is flushed so it takes effect).
+    pub fn add_breakpoint(&mut self, pc: u64) {
+        self.core.debug.breakpoints.push(pc);
+        self.flush_code();
+    }
+
+    /// Remove one breakpoint at `pc`; false if there was none.
+    pub fn remove_breakpoint(&mut self, pc: u64) -> bool {
+        match self.core.debug.breakpoints.iter().position(|&b| b == pc) {
+            Some(i) => {
+                self.core.debug.breakpoints.remove(i);
+                self.flush_code();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Add a watchpoint (the TLB is flushed so its pages take the slow path).
+    pub fn add_watchpoint(&mut self, w: Watchpoint) {
+        self.core.debug.watchpoints.push(w);
+        self.update_watch_pages();
+    }
+
+    /// Remove one watchpoint equal to `w`; false if there was none.
+    pub fn remove_watchpoint(&mut self, w: Watchpoint) -> bool {
+        match self.core.debug.watchpoints.iter().position(|x| *x == w) {
+            Some(i) => {
+                self.core.debug.watchpoints.remove(i);
+                self.update_watch_pages();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remove every breakpoint and watchpoint (a debugger detached).
+    pub fn clear_debug(&mut self) {
+        let had_bp = !self.core.debug.breakpoints.is_empty();
+        self.core.debug.breakpoints.clear();
+        self.core.debug.watchpoints.clear();
+        self.core.debug.hit = None;
+        self.update_watch_pages();
+        if had_bp {
+            self.flush_code();
+        }
+    }
+
+    fn update_watch_pages(&mut self) {
+        self.core.mem.watch_pages = self
+            .core
+            .debug
+            .watchpoints
+            .iter()
+            .map(|w| w.pages())
+            .collect();
+        self.core.tlb_flush_all();
     }
 }

@@ -38,6 +38,8 @@ pub enum Stop {
     Budget,
     /// A guest-defined reason (halt, reset, ...).
     Guest(u32),
+    /// A breakpoint, watchpoint or single-step ([`crate::debug`]).
+    Debug(crate::debug::DebugStop),
 }
 
 /// A guest architecture: its translator, page walker and exception model.

@@ -69,7 +69,13 @@ macro_rules! exec_arm {
                 $n.1 += 1;
             }
             None => match $c.read($bus, va, $size, $mmu) {
-                Ok(v) => $c.regs.0[$d as usize] = v,
+                Ok(v) => {
+                    $c.regs.0[$d as usize] = v;
+                    if $c.smc_hit {
+                        // A debugger watchpoint: stop after this instruction.
+                        break TbExit::Smc { at: $pc as u32 - 1 };
+                    }
+                }
                 Err(trap) => {
                     break TbExit::Trap {
                         trap,

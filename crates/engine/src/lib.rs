@@ -9,6 +9,7 @@
 
 mod builder;
 pub mod core;
+pub mod debug;
 pub mod exec;
 pub mod guest;
 pub mod interp;
@@ -20,6 +21,7 @@ pub mod tb;
 
 pub use builder::{mk, Builder};
 pub use core::{Core, Regs, Trace};
+pub use debug::{DebugStop, WatchKind, Watchpoint};
 pub use exec::Engine;
 pub use guest::{Guest, HelperFn, MmioBus, PureFn, Stop, Trap};
 pub use ir::{Cond, Op, Slot};

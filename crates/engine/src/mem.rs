@@ -26,7 +26,10 @@ pub const TAG_INVALID: u64 = u64::MAX;
 pub const TAG_MMIO: u64 = 1;
 /// Tag flag: the page holds translated code; writes must go through the slow path.
 pub const TAG_CODE: u64 = 2;
-const TAG_FLAGS: u64 = TAG_MMIO | TAG_CODE;
+/// Tag flag: a debugger watchpoint touches the page; reads and writes take the slow path,
+/// which checks them (see [`crate::debug`]).
+pub const TAG_WATCH: u64 = 4;
+const TAG_FLAGS: u64 = TAG_MMIO | TAG_CODE | TAG_WATCH;
 
 /// Access kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,8 @@ pub struct Memory {
     code_pages: Vec<u64>,
     /// Code pages written since the run loop last looked (their TBs must be invalidated).
     pub(crate) dirty_code: Vec<u64>,
+    /// Virtual page ranges (first, last page) a debugger watchpoint touches.
+    pub(crate) watch_pages: Vec<(u64, u64)>,
     tlb: Box<[[TlbEntry; TLB_ENTRIES]; MMU_INDICES]>,
 }
 
@@ -105,6 +110,7 @@ impl Memory {
             low_size,
             code_pages: vec![0; pages.div_ceil(64)],
             dirty_code: Vec::new(),
+            watch_pages: Vec::new(),
             tlb: Box::new([[TlbEntry::EMPTY; TLB_ENTRIES]; MMU_INDICES]),
         })
     }
@@ -201,9 +207,9 @@ impl Memory {
                 let idx = (i as u64) & !PAGE_MASK;
                 for mmu in self.tlb.iter_mut() {
                     for e in mmu.iter_mut() {
-                        if e.write & TAG_FLAGS == 0
-                            && e.write != TAG_INVALID
-                            && e.write.wrapping_add(e.addend) == idx
+                        if e.write != TAG_INVALID
+                            && e.write & (TAG_MMIO | TAG_CODE) == 0
+                            && (e.write & !TAG_FLAGS).wrapping_add(e.addend) == idx
                         {
                             e.write |= TAG_CODE;
                         }
@@ -325,10 +331,22 @@ impl Memory {
             }
             None => (t.paddr_page.wrapping_sub(page), TAG_MMIO),
         };
+        let watch = if !self.watch_pages.is_empty()
+            && self
+                .watch_pages
+                .iter()
+                .any(|&(first, last)| (first..=last).contains(&page))
+        {
+            TAG_WATCH
+        } else {
+            0
+        };
+        let flags = flags | watch;
         let mmio = flags & TAG_MMIO;
+        let data = mmio | watch;
         let e = &mut self.tlb[(mmu as usize) & (MMU_INDICES - 1)][Self::slot(vaddr)];
         *e = TlbEntry {
-            read: if t.readable { page | mmio } else { TAG_INVALID },
+            read: if t.readable { page | data } else { TAG_INVALID },
             write: if t.writable {
                 page | flags
             } else {

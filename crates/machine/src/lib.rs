@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod board;
 pub mod boot;
 pub mod config;
+pub mod debug;
 pub mod error;
 pub mod interrupts;
 pub mod memmap;
@@ -41,7 +42,14 @@ pub enum RunExit {
     Halted,
     /// The guest powered the machine off (ACPI S5). Hosts exit with status 0.
     PowerOff,
+    /// A debugger breakpoint or watchpoint stopped the CPU, or [`Machine::step`] finished
+    /// its instruction. Calling `run` (or `step`) again resumes exactly where it stopped: the
+    /// current slice goes on, so a debugger stop changes nothing the guest computes.
+    Debug(DebugStop),
 }
+
+pub use tci64_engine::{DebugStop, WatchKind, Watchpoint};
+pub use tci64_x86::{DebugRegs, Mapping};
 
 /// The host's monotonic clock, in nanoseconds since an arbitrary origin.
 pub trait HostClock {
@@ -285,50 +293,88 @@ impl Machine {
     pub fn run(&mut self, budget: u64) -> RunExit {
         let end = self.cpu.icount().saturating_add(budget);
         loop {
-            if self.cpu.icount() >= self.board.clock.slice_end {
-                self.service_devices();
-                if self.board.events.reset {
-                    self.board.events.reset = false;
-                    return RunExit::Reset;
-                }
-                if self.board.events.poweroff {
-                    self.board.events.poweroff = false;
-                    return RunExit::PowerOff;
-                }
-                self.board.clock.slice_end = self.next_slice_end();
+            if let Some(exit) = self.slice_boundary() {
+                return exit;
             }
             let now_icount = self.cpu.icount();
             if now_icount >= end {
                 return RunExit::Budget;
             }
             let slice = self.board.clock.slice_end.min(end) - now_icount;
-            match self.cpu.run(&mut self.board, slice) {
-                CpuExit::Budget => {}
-                // Device work that needs guest memory, or a reset: end the slice here.
-                CpuExit::Attention => self.board.clock.slice_end = self.cpu.icount(),
-                CpuExit::Reset => return RunExit::Reset,
-                CpuExit::Halted { interrupts_enabled } => {
-                    self.service_devices();
-                    // Time moves on while halted: the next slice starts afresh.
-                    self.board.clock.slice_end = self.cpu.icount();
-                    if self.board.events.reset || self.board.events.poweroff {
-                        continue;
-                    }
-                    if self.board.intc.intr_pending() && interrupts_enabled {
-                        continue;
-                    }
-                    if !interrupts_enabled && !self.board.events.service {
-                        return RunExit::Halted;
-                    }
-                    let now = self.board.clock.now();
-                    let until = self.board.next_deadline(now).unwrap_or(now + 10_000_000);
-                    if self.board.clock.icount_shift.is_some() {
-                        // Idle time passes at once in deterministic mode.
-                        self.board.clock.idle_ns += until.saturating_sub(now);
-                        continue;
-                    }
-                    return RunExit::Idle { until_ns: until };
+            let exit = self.cpu.run(&mut self.board, slice);
+            if let Some(e) = self.after_cpu(exit) {
+                return e;
+            }
+        }
+    }
+
+    /// Run one guest instruction for a debugger: `RunExit::Debug(DebugStop::Step)` when done
+    /// (a pending interrupt is delivered first and the step ends at its handler). A halted
+    /// CPU returns `Idle` (real time) until an interrupt wakes it; with `-icount` the step
+    /// skips idle time itself.
+    pub fn step(&mut self) -> RunExit {
+        loop {
+            if let Some(exit) = self.slice_boundary() {
+                return exit;
+            }
+            let exit = self.cpu.step(&mut self.board);
+            if let Some(e) = self.after_cpu(exit) {
+                return e;
+            }
+        }
+    }
+
+    /// At the end of a slice: service devices and start the next one (`Some` if the run
+    /// must return instead).
+    fn slice_boundary(&mut self) -> Option<RunExit> {
+        if self.cpu.icount() >= self.board.clock.slice_end {
+            self.service_devices();
+            if self.board.events.reset {
+                self.board.events.reset = false;
+                return Some(RunExit::Reset);
+            }
+            if self.board.events.poweroff {
+                self.board.events.poweroff = false;
+                return Some(RunExit::PowerOff);
+            }
+            self.board.clock.slice_end = self.next_slice_end();
+        }
+        None
+    }
+
+    /// How the CPU returned; `Some` if the run returns.
+    fn after_cpu(&mut self, exit: CpuExit) -> Option<RunExit> {
+        match exit {
+            CpuExit::Budget => None,
+            // Device work that needs guest memory, or a reset: end the slice here.
+            CpuExit::Attention => {
+                self.board.clock.slice_end = self.cpu.icount();
+                None
+            }
+            CpuExit::Reset => Some(RunExit::Reset),
+            // The slice stays open: resuming finishes it before devices are serviced.
+            CpuExit::Debug(d) => Some(RunExit::Debug(d)),
+            CpuExit::Halted { interrupts_enabled } => {
+                self.service_devices();
+                // Time moves on while halted: the next slice starts afresh.
+                self.board.clock.slice_end = self.cpu.icount();
+                if self.board.events.reset || self.board.events.poweroff {
+                    return None;
                 }
+                if self.board.intc.intr_pending() && interrupts_enabled {
+                    return None;
+                }
+                if !interrupts_enabled && !self.board.events.service {
+                    return Some(RunExit::Halted);
+                }
+                let now = self.board.clock.now();
+                let until = self.board.next_deadline(now).unwrap_or(now + 10_000_000);
+                if self.board.clock.icount_shift.is_some() {
+                    // Idle time passes at once in deterministic mode.
+                    self.board.clock.idle_ns += until.saturating_sub(now);
+                    return None;
+                }
+                Some(RunExit::Idle { until_ns: until })
             }
         }
     }

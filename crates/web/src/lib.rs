@@ -68,7 +68,8 @@ pub struct Status {
 impl From<RunExit> for Status {
     fn from(e: RunExit) -> Self {
         match e {
-            RunExit::Budget => Status {
+            // The web page sets no breakpoints: a debug stop is just a short budget.
+            RunExit::Budget | RunExit::Debug(_) => Status {
                 kind: 0,
                 until_ns: 0,
             },

@@ -295,6 +295,8 @@ pub enum CpuExit {
     /// The bus asked for the CPU (`X86Bus::take_stop_request`): the machine has device work
     /// that needs guest memory.
     Attention,
+    /// A debugger breakpoint, watchpoint or single-step ([`tci64_engine::debug`]).
+    Debug(tci64_engine::DebugStop),
 }
 
 /// The initial register state for the Linux 64-bit boot protocol (or any long-mode entry).
@@ -407,7 +409,19 @@ impl Cpu {
 
     /// Run at most `budget` instructions.
     pub fn run(&mut self, bus: &mut (dyn X86Bus + 'static), budget: u64) -> CpuExit {
-        match self.engine.run(bus, budget) {
+        let stop = self.engine.run(bus, budget);
+        self.exit_of(stop)
+    }
+
+    /// Run one instruction for a debugger ([`Engine::step`]): `CpuExit::Debug(Step)` when done.
+    pub fn step(&mut self, bus: &mut (dyn X86Bus + 'static)) -> CpuExit {
+        let stop = self.engine.step(bus);
+        self.exit_of(stop)
+    }
+
+    fn exit_of(&self, stop: Stop) -> CpuExit {
+        match stop {
+            Stop::Debug(d) => CpuExit::Debug(d),
             Stop::Budget => CpuExit::Budget,
             Stop::Guest(stop::HALT) => CpuExit::Halted {
                 interrupts_enabled: self.engine.core.regs.0[RFLAGS as usize] & fl::IF != 0,

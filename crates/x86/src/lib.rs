@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod cpu;
+pub mod debug;
 pub mod exception;
 pub mod flags;
 pub mod fpu;
@@ -19,6 +20,7 @@ pub mod translate;
 
 pub use bus::{InterruptController, X86Bus};
 pub use cpu::{Cpu, CpuExit, CpuState, LongModeEntry};
+pub use debug::{DebugRegs, Mapping};
 pub use state::X86State;
 
 /// The guest type the engine runs.

@@ -48,22 +48,41 @@ fn page_fault(c: &mut Core<X86>, va: u64, code: u32) -> Trap {
     Trap::Exception
 }
 
-/// The engine's `tlb_fill`: walk the page tables for `va`.
-pub fn tlb_fill(
-    c: &mut Core<X86>,
-    _bus: &mut Bus,
-    va: u64,
-    access: Access,
-    mmu: u8,
-) -> Result<Translation, Trap> {
+/// Why a walk failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// #PF with this error code (CR2 = the address).
+    Page(u32),
+    /// A non-canonical address: #GP(0), or #SS(0) for a stack reference.
+    Canonical(u8),
+}
+
+/// A successful walk, before its side effects (accessed/dirty bits) are applied.
+#[derive(Clone, Copy, Debug)]
+struct Walked {
+    /// Physical address of the 4 KiB frame holding `va`.
+    frame: u64,
+    /// The permissions allow writes (before the dirty-bit rule).
+    write_ok: bool,
+    executable: bool,
+    /// Paging-structure entries used (address, value as read); their A bits get set.
+    entries: [(u64, u64); 4],
+    n: usize,
+    /// The leaf entry's address and size in bytes (`None` without paging).
+    leaf: Option<(u64, usize)>,
+}
+
+/// Walk the page tables for `va` without changing anything.
+fn walk(c: &Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Walked, Fault> {
     let g = &c.guest;
     if g.cr0 & cr::CR0_PG == 0 {
-        let pa = va & 0xffff_ffff & !0xfff;
-        return Ok(Translation {
-            paddr_page: pa,
-            readable: true,
-            writable: true,
+        return Ok(Walked {
+            frame: va & 0xffff_ffff & !0xfff,
+            write_ok: true,
             executable: true,
+            entries: [(0, 0); 4],
+            n: 0,
+            leaf: None,
         });
     }
     if g.efer & cr::EFER_LMA == 0 {
@@ -71,16 +90,11 @@ pub fn tlb_fill(
     }
     if !canonical(va) {
         // A non-canonical stack reference is #SS(0); any other is #GP(0).
-        c.guest.pending = Some(Event {
-            vector: if mmu & MMU_STACK != 0 {
-                vec::SS
-            } else {
-                vec::GP
-            },
-            error_code: Some(0),
-            kind: EventKind::Exception,
-        });
-        return Err(Trap::Exception);
+        return Err(Fault::Canonical(if mmu & MMU_STACK != 0 {
+            vec::SS
+        } else {
+            vec::GP
+        }));
     }
     let user = mmu & MMU_USER != 0;
     let write = access == Access::Write;
@@ -109,7 +123,7 @@ pub fn tlb_fill(
         let ea = table + idx * 8;
         let e = c.mem.read_phys_u(ea, 8);
         if e & P == 0 {
-            return Err(page_fault(c, va, err));
+            return Err(Fault::Page(err));
         }
         // Reserved bits: NX without EFER.NXE, bits 51:M above the physical width, and the
         // low bits of a large page's frame address (bit 12 is PAT there).
@@ -119,7 +133,7 @@ pub fn tlb_fill(
             _ => 0,
         };
         if (!nxe && e & NX != 0) || e & RSVD_HI != 0 || e & large_rsvd != 0 {
-            return Err(page_fault(c, va, err | pf::P | pf::RSVD));
+            return Err(Fault::Page(err | pf::P | pf::RSVD));
         }
         entries[levels] = (ea, e);
         levels += 1;
@@ -131,7 +145,7 @@ pub fn tlb_fill(
         }
         if e & PS != 0 {
             if shift == 39 {
-                return Err(page_fault(c, va, err | pf::P | pf::RSVD));
+                return Err(Fault::Page(err | pf::P | pf::RSVD));
             }
             break (e, ea, shift);
         }
@@ -141,18 +155,7 @@ pub fn tlb_fill(
     // Permission checks.
     let deny = (user && !us_all) || (write && !rw_all && (user || wp)) || (fetch && nx_any);
     if deny {
-        return Err(page_fault(c, va, err | pf::P));
-    }
-    // Accessed bits on every level, dirty on the leaf for writes.
-    for &(ea, e) in &entries[..levels] {
-        if e & A == 0 {
-            c.mem.write_phys_u(ea, 8, e | A);
-        }
-    }
-    let mut leaf_now = c.mem.read_phys_u(leaf_addr, 8);
-    if write && leaf_now & D == 0 {
-        leaf_now |= D;
-        c.mem.write_phys_u(leaf_addr, 8, leaf_now);
+        return Err(Fault::Page(err | pf::P));
     }
     let frame = if page_shift == 12 {
         leaf & ADDR
@@ -161,17 +164,83 @@ pub fn tlb_fill(
         let base = leaf & ADDR & !((1u64 << page_shift) - 1);
         base | (va & ((1u64 << page_shift) - 1) & !0xfff)
     };
-    let dirty = leaf_now & D != 0;
-    Ok(Translation {
-        paddr_page: frame,
-        readable: true,
-        writable: (rw_all || (!user && !wp)) && (dirty || write),
+    Ok(Walked {
+        frame,
+        write_ok: rw_all || (!user && !wp),
         executable: !nx_any,
+        entries,
+        n: levels,
+        leaf: Some((leaf_addr, 8)),
     })
 }
 
+/// The engine's `tlb_fill`: walk the page tables for `va`, set accessed/dirty bits, and
+/// record a fault (CR2, the pending exception).
+pub fn tlb_fill(
+    c: &mut Core<X86>,
+    _bus: &mut Bus,
+    va: u64,
+    access: Access,
+    mmu: u8,
+) -> Result<Translation, Trap> {
+    let w = match walk(c, va, access, mmu) {
+        Ok(w) => w,
+        Err(Fault::Page(code)) => {
+            let va = if c.guest.efer & cr::EFER_LMA == 0 {
+                va & 0xffff_ffff
+            } else {
+                va
+            };
+            return Err(page_fault(c, va, code));
+        }
+        Err(Fault::Canonical(vector)) => {
+            c.guest.pending = Some(Event {
+                vector,
+                error_code: Some(0),
+                kind: EventKind::Exception,
+            });
+            return Err(Trap::Exception);
+        }
+    };
+    let Some((leaf_addr, esize)) = w.leaf else {
+        return Ok(Translation {
+            paddr_page: w.frame,
+            readable: true,
+            writable: true,
+            executable: true,
+        });
+    };
+    // Accessed bits on every level, dirty on the leaf for writes.
+    for &(ea, e) in &w.entries[..w.n] {
+        if e & A == 0 {
+            c.mem.write_phys_u(ea, esize, e | A);
+        }
+    }
+    let write = access == Access::Write;
+    let mut leaf_now = c.mem.read_phys_u(leaf_addr, esize);
+    if write && leaf_now & D == 0 {
+        leaf_now |= D;
+        c.mem.write_phys_u(leaf_addr, esize, leaf_now);
+    }
+    let dirty = leaf_now & D != 0;
+    Ok(Translation {
+        paddr_page: w.frame,
+        readable: true,
+        writable: w.write_ok && (dirty || write),
+        executable: w.executable,
+    })
+}
+
+/// The physical address of `va` for a debugger or monitor: the current page tables walked
+/// as a supervisor read, with no side effects at all (no TLB fill, no accessed/dirty bits,
+/// no CR2 or pending exception). `None` if `va` is not mapped.
+pub fn probe(c: &Core<X86>, va: u64) -> Option<u64> {
+    let w = walk(c, va, Access::Read, 0).ok()?;
+    Some(w.frame | (va & 0xfff))
+}
+
 /// 32-bit paging (non-PAE) and PAE paging outside long mode.
-fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Translation, Trap> {
+fn walk_legacy(c: &Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Walked, Fault> {
     let va = va & 0xffff_ffff;
     let g = &c.guest;
     let user = mmu & MMU_USER != 0;
@@ -186,15 +255,15 @@ fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Tr
     }
     let pae = g.cr4 & cr::CR4_PAE != 0;
     let pse = g.cr4 & cr::CR4_PSE != 0;
-    let (esize, mut table, mut shift, levels): (u64, u64, u32, u32) = if pae {
-        (8, g.cr3 & 0xffff_ffe0, 30, 3)
+    let (esize, mut table, mut shift): (u64, u64, u32) = if pae {
+        (8, g.cr3 & 0xffff_ffe0, 30)
     } else {
-        (4, g.cr3 & 0xffff_f000, 22, 2)
+        (4, g.cr3 & 0xffff_f000, 22)
     };
     let idx_bits = if pae { 9 } else { 10 };
     let mut rw_all = true;
     let mut us_all = true;
-    let mut entries = [(0u64, 0u64); 3];
+    let mut entries = [(0u64, 0u64); 4];
     let mut n = 0;
     let (leaf, leaf_addr, page_shift) = loop {
         let idx = if pae && shift == 30 {
@@ -205,7 +274,7 @@ fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Tr
         let ea = table + idx * esize;
         let e = c.mem.read_phys_u(ea, esize as usize);
         if e & P == 0 {
-            return Err(page_fault(c, va, err));
+            return Err(Fault::Page(err));
         }
         let top_pdpte = pae && shift == 30;
         if !top_pdpte {
@@ -222,20 +291,9 @@ fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Tr
         }
         table = e & if pae { ADDR } else { 0xffff_f000 };
         shift -= if pae { 9 } else { 10 };
-        let _ = levels;
     };
     if (user && !us_all) || (write && !rw_all && (user || wp)) {
-        return Err(page_fault(c, va, err | pf::P));
-    }
-    for &(ea, e) in &entries[..n] {
-        if e & A == 0 {
-            c.mem.write_phys_u(ea, esize as usize, e | A);
-        }
-    }
-    let mut leaf_now = c.mem.read_phys_u(leaf_addr, esize as usize);
-    if write && leaf_now & D == 0 {
-        leaf_now |= D;
-        c.mem.write_phys_u(leaf_addr, esize as usize, leaf_now);
+        return Err(Fault::Page(err | pf::P));
     }
     let frame = if page_shift == 12 {
         leaf & if pae { ADDR } else { 0xffff_f000 }
@@ -243,11 +301,13 @@ fn walk_legacy(c: &mut Core<X86>, va: u64, access: Access, mmu: u8) -> Result<Tr
         let base = leaf & (if pae { ADDR } else { 0xffff_f000 }) & !((1u64 << page_shift) - 1);
         base | (va & ((1u64 << page_shift) - 1) & !0xfff)
     };
-    Ok(Translation {
-        paddr_page: frame,
-        readable: true,
-        writable: (rw_all || (!user && !wp)) && (leaf_now & D != 0 || write),
+    Ok(Walked {
+        frame,
+        write_ok: rw_all || (!user && !wp),
         executable: true,
+        entries,
+        n,
+        leaf: Some((leaf_addr, esize as usize)),
     })
 }
 

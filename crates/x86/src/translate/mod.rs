@@ -281,6 +281,18 @@ pub fn translate_block(
     let mut cur = pc;
     loop {
         let first = t.b.insn_count() == 0;
+        if core.breakpoint_at(cur, first) {
+            // A debugger breakpoint (guest memory is never patched): a block starting there
+            // only stops; any other block ends before it.
+            if first {
+                t.b.push(Op::Exit {
+                    code: tci64_engine::debug::EXIT_DEBUG,
+                });
+            } else {
+                t.goto(cur, 0);
+            }
+            break;
+        }
         // Fetch up to 15 bytes, crossing into the next page only if the instruction needs it.
         let mut buf = [0u8; 15];
         let n = match core.fetch_code(bus, cur, fetch_mmu, t.b) {
