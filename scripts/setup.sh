@@ -6,6 +6,7 @@
 #   - www/node_modules (binaryen's wasm-opt, xterm.js, playwright-core), from package-lock.json
 #   - Debian's chromium for the browser tests (/usr/bin/chromium), only if missing
 #   - Debian's acpica-tools (iasl: the DSDT test disassembles our tables), only if missing
+#   - Debian's gdb for the GDB stub's tests, only if missing
 #   - Debian's stock kernel + an initramfs with its modules in .cache/debian/ (the loader tests
 #     and the Debian boot cases), through apt: scripts/fetch-debian-kernel.sh
 set -euo pipefail
@@ -35,6 +36,12 @@ if ! command -v iasl >/dev/null; then
   echo "setup: installing acpica-tools (iasl, for the ACPI table tests)"
   sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get install -y acpica-tools || { $sudo apt-get update && $sudo apt-get install -y acpica-tools; }
+fi
+
+if ! command -v gdb >/dev/null 2>&1; then
+  echo "setup: installing gdb (the GDB stub's tests)"
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y gdb || { $sudo apt-get update && $sudo apt-get install -y gdb; }
 fi
 
 bash scripts/fetch-debian-kernel.sh

@@ -181,6 +181,8 @@ pub struct Options {
     pub start_stopped: bool,
     /// `-monitor`.
     pub monitor: MonitorMode,
+    /// `-rtc base=DATE`: the RTC's time at power-on, seconds since 1970 (UTC); `None` = now.
+    pub rtc_base: Option<u64>,
 }
 
 impl Default for Options {
@@ -207,6 +209,7 @@ impl Default for Options {
             gdb: None,
             start_stopped: false,
             monitor: MonitorMode::Mux,
+            rtc_base: None,
         }
     }
 }
@@ -255,6 +258,7 @@ Machine (QEMU's spellings; local APIC + IOAPIC and ACPI tables by default, as QE
   -global virtio-mmio.force-legacy=true|false   legacy (v1, default) or modern (v2) transports
   -no-reboot          exit (status 0) when the guest resets
   -icount shift=N[,sleep=on|off]   virtual time: 2^N ns per instruction (N <= {max_shift})
+  -rtc base=utc|YYYY-MM-DDTHH:MM:SS  the RTC's date at power-on (default: now)
 
 Debugging (see README.md, \"Debugging a kernel\"):
   -s                  shorthand for -gdb tcp::1234
@@ -454,6 +458,7 @@ where
                 })
             }
             "-S" => o.start_stopped = true,
+            "-rtc" => o.rtc_base = parse_rtc(&value("-rtc")?)?,
             "-gdb" => o.gdb = parse_gdb(&value("-gdb")?)?,
             "-monitor" => {
                 let v = value("-monitor")?;
@@ -536,6 +541,7 @@ fn expects(opt: &str) -> &'static str {
         "--save-file" => "expected a file name",
         "-gdb" => "expected tcp::PORT, tcp:HOST:PORT or unix:PATH",
         "-monitor" => "expected stdio or none",
+        "-rtc" => "expected base=utc or base=YYYY-MM-DDTHH:MM:SS",
         _ => "expected a value",
     }
 }
@@ -587,6 +593,57 @@ pub fn parse_gdb(v: &str) -> Result<Option<GdbAddr>, CliError> {
         host: host.to_string(),
         port,
     }))
+}
+
+/// `-rtc base=utc|YYYY-MM-DDTHH:MM:SS|YYYY-MM-DD[,clock=vm|host]`: the power-on time of the RTC
+/// (UTC). A fixed date makes `-icount` runs repeat exactly (the guest's own clock reads are
+/// then the same).
+pub fn parse_rtc(v: &str) -> Result<Option<u64>, CliError> {
+    let mut base = None;
+    for (k, val) in split_opts(v).map_err(|e| CliError(format!("-rtc {v}: {e}")))? {
+        match k.as_str() {
+            "base" if val == "utc" => base = None,
+            "base" => {
+                base = Some(parse_date(&val).ok_or_else(|| {
+                    CliError(format!(
+                        "-rtc {v}: base={val}: expected utc or YYYY-MM-DDTHH:MM:SS"
+                    ))
+                })?)
+            }
+            // The RTC always follows the machine's virtual clock.
+            "clock" if val == "vm" || val == "host" || val == "rt" => {}
+            _ => return err(format!("-rtc {v}: unsupported option '{k}={val}'")),
+        }
+    }
+    Ok(base)
+}
+
+/// `YYYY-MM-DD[THH:MM:SS]` (UTC) as seconds since 1970.
+fn parse_date(s: &str) -> Option<u64> {
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let d: Vec<u64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let t: Vec<u64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let ([y, m, day], [hh, mm, ss]) = (d[..].try_into().ok()?, t[..].try_into().ok()?);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    if hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    // Days from the civil date (the proleptic Gregorian calendar).
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// Split QEMU's `key=value,key=value` (a `,,` is a literal comma inside a value).
@@ -935,6 +992,52 @@ mod tests {
         assert_eq!(o, Options::default());
         assert_eq!(o.ram_bytes, 256 << 20);
         assert!(o.kernel.is_none());
+    }
+
+    #[test]
+    fn debugger_and_monitor_options() {
+        let tcp = |port| GdbAddr::Tcp {
+            host: String::new(),
+            port,
+        };
+        assert_eq!(run(&["-s"]).gdb, Some(tcp(1234)));
+        let o = run(&["-gdb", "tcp::4321", "-S"]);
+        assert_eq!((o.gdb, o.start_stopped), (Some(tcp(4321)), true));
+        assert_eq!(
+            run(&["-gdb", "tcp:127.0.0.1:9"]).gdb,
+            Some(GdbAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: 9
+            })
+        );
+        assert_eq!(
+            run(&["-gdb", "unix:/tmp/g.sock,server=on,wait=off"]).gdb,
+            Some(GdbAddr::Unix("/tmp/g.sock".into()))
+        );
+        assert_eq!(run(&["-s", "-gdb", "none"]).gdb, None);
+        assert!(fails(&["-gdb", "tcp::99999"]).contains("not a TCP port"));
+        assert!(fails(&["-gdb", "stdio"]).starts_with("-gdb stdio:"));
+        assert!(fails(&["-gdb", "tcp::1,reconnect=1"]).contains("unsupported option"));
+        assert_eq!(run(&["-monitor", "stdio"]).monitor, MonitorMode::Stdio);
+        assert_eq!(run(&["-monitor", "none"]).monitor, MonitorMode::None);
+        assert_eq!(run(&[]).monitor, MonitorMode::Mux);
+        assert!(fails(&["-monitor", "vc"]).contains("only 'stdio' and 'none'"));
+    }
+
+    #[test]
+    fn rtc_base_dates() {
+        assert_eq!(run(&["-rtc", "base=1970-01-01T00:00:00"]).rtc_base, Some(0));
+        assert_eq!(
+            run(&["-rtc", "base=2020-02-29T12:34:56,clock=vm"]).rtc_base,
+            Some(1_582_979_696)
+        );
+        assert_eq!(
+            run(&["-rtc", "base=2000-03-01"]).rtc_base,
+            Some(951_868_800)
+        );
+        assert_eq!(run(&["-rtc", "base=utc"]).rtc_base, None);
+        assert!(fails(&["-rtc", "base=2020-13-01"]).contains("expected utc or"));
+        assert!(fails(&["-rtc", "driftfix=slew"]).contains("unsupported option"));
     }
 
     #[test]

@@ -433,7 +433,7 @@ impl LineEditor {
                     }
                     self.line.clear();
                 }
-                b if b >= 0x20 && b < 0x7f => {
+                0x20..=0x7e => {
                     self.line.push(b);
                     echo.push(b);
                 }

@@ -153,10 +153,12 @@ pub fn build_machine(o: &Options) -> Result<Machine, Fatal> {
         cmdline: files.cmdline,
         disks,
         icount_shift: o.icount.map(|i| i.shift),
-        rtc_epoch_secs: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        rtc_epoch_secs: o.rtc_base.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        }),
         trace: o.trace,
         virtio_legacy: o.virtio_mmio_force_legacy,
         machine: o.machine,

@@ -123,6 +123,7 @@ fn run(
             RunExit::Halted | RunExit::PowerOff => return (out, false),
             RunExit::Idle { .. } => std::thread::sleep(std::time::Duration::from_micros(200)),
             RunExit::Budget => {}
+            RunExit::Debug(d) => panic!("a debug stop ({d:?}) with no breakpoint set"),
         }
         if start.elapsed().as_secs() > secs {
             return (out, false);

@@ -233,8 +233,9 @@ impl Cpu {
         const ADDR: u64 = 0x000f_ffff_ffff_f000;
         if g.efer & cr::EFER_LMA != 0 {
             // Four levels, depth first; each level keeps the permissions of those above.
-            let mut stack: Vec<(u64, u32, u64, (bool, bool, bool))> =
-                vec![(g.cr3 & ADDR, 39, 0, (true, true, true))];
+            // (table, index shift, virtual base, permissions so far).
+            type Level = (u64, u32, u64, (bool, bool, bool));
+            let mut stack: Vec<Level> = vec![(g.cr3 & ADDR, 39, 0, (true, true, true))];
             while let Some((table, shift, va_base, perms)) = stack.pop() {
                 for i in 0..512u64 {
                     let e = rd(table + i * 8, 8);
