@@ -140,6 +140,7 @@ fn run_until(
             RunExit::Halted => panic!("halted:\n{}", String::from_utf8_lossy(out)),
             RunExit::Idle { .. } => std::thread::sleep(std::time::Duration::from_micros(200)),
             RunExit::Budget => {}
+            RunExit::Debug(d) => panic!("a debug stop ({d:?}) with no breakpoint set"),
         }
         assert!(
             start.elapsed().as_secs() < 400,
