@@ -6,6 +6,8 @@
 # target/fuzz-corpus/TARGET; a crash stops the script with libFuzzer's report and leaves the
 # input in fuzz/artifacts/TARGET/. Add a fixed crash's input to fuzz/corpus/TARGET so that
 # `cargo test -p tci64-fuzz` replays it forever.
+# The dev profile (opt-level 2, debug assertions and overflow checks on) builds much faster than
+# the release profile (thin LTO) and catches arithmetic overflow as a crash.
 # Environment: FUZZ_JOBS (default 1), FUZZ_SANITIZER (default address; none is ~2x faster).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,7 +24,7 @@ fi
 
 san=${FUZZ_SANITIZER:-address}
 echo "==> cargo fuzz build (sanitizer $san)"
-cargo fuzz build --features libfuzzer -O -s "$san"
+cargo fuzz build --features libfuzzer --dev -s "$san"
 summary=()
 for t in "${targets[@]}"; do
   scratch=target/fuzz-corpus/$t
@@ -30,7 +32,7 @@ for t in "${targets[@]}"; do
   log=target/fuzz-corpus/$t.log
   echo "==> $t for ${secs}s"
   # Timeouts: one input may run at most 10 s (a hang is a bug); RSS 2 GiB, one malloc 1.5 GiB.
-  cargo fuzz run --features libfuzzer -O -s "$san" "$t" "$scratch" "fuzz/corpus/$t" -- \
+  cargo fuzz run --features libfuzzer --dev -s "$san" "$t" "$scratch" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" \
     -timeout=10 -rss_limit_mb=2560 -malloc_limit_mb=1536 -print_final_stats=1 2>&1 |
     tee "$log" | grep -E "^#[0-9]+ +(INITED|DONE|pulse)|ERROR|SUMMARY|panicked" || true

@@ -25,8 +25,22 @@ pub struct CliError(pub String);
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&one_line(&self.0))
     }
+}
+
+/// `s` with control characters (newlines in an argument, say) escaped as `\n`, `\u{1}`, so an
+/// error that quotes an argument stays one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl std::error::Error for CliError {}
@@ -1402,6 +1416,9 @@ mod tests {
             fails(&["-accel", "tcg,tb-size=64"]),
             "-accel tcg,tb-size=64: unsupported option 'tb-size'"
         );
+        // Found by the cli_args fuzz target: an argument with a newline made a two-line error.
+        let e = parse(["-g\nx"]).unwrap_err().to_string();
+        assert_eq!(e, "-g\\nx: unknown option (see --help)");
         // Found by the cli_args fuzz target: an empty argument was named by nothing.
         assert!(fails(&[""]).starts_with("'': unexpected argument"));
         // Found by the cli_args fuzz target: the key=value error used to omit the option.

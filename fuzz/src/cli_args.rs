@@ -1,6 +1,7 @@
 //! The command-line parser (`src/cli.rs` of the binary, included here as it is): arguments
 //! are the input split at NUL bytes. Expected: no panic, and every rejection is one line that
-//! names an argument it was given (as written, or with `--` spelled `-`; an empty one as `''`).
+//! names an argument it was given (as written with control characters escaped, or with `--`
+//! spelled `-`; an empty one as `''`).
 
 #[path = "../../src/cli.rs"]
 pub mod cli;
@@ -23,6 +24,7 @@ pub fn cli_args(data: &[u8]) {
                 Some(r) if !r.is_empty() => format!("-{r}"),
                 _ => a.clone(),
             };
+            let (a, norm) = (cli::one_line(a), cli::one_line(&norm));
             !a.is_empty() && (msg.contains(a.as_str()) || msg.contains(norm.as_str()))
         });
         let empty_named = args.iter().any(String::is_empty) && msg.starts_with("'':");
