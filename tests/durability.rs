@@ -43,7 +43,14 @@ impl Guest {
         let kernel = guest_path("tiny.bzImage");
         let initrd = guest_path("initramfs.cpio.gz");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tci64"))
-            .args(["-M", "microvm", "-m", "256M", "-nographic", "-no-reboot"])
+            .args([
+                "-M",
+                "microvm,acpi=off",
+                "-m",
+                "256M",
+                "-nographic",
+                "-no-reboot",
+            ])
             .args(["-kernel", &kernel, "-initrd", &initrd, "-append", append])
             .args(["-icount", "shift=0,sleep=off", "-drive", drive])
             .stdin(Stdio::piped())
