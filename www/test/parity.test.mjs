@@ -36,7 +36,8 @@ test('deterministic mode: wasm32 serial output and disk equal the native CLI byt
     // The CLI's RTC starts at its wall-clock second; the guest's instruction count depends on
     // the date, so try the seconds around the spawn.
     const before = Math.floor(Date.now() / 1000);
-    const r = spawnSync(cli, ['-m', '128M', '-nographic', '-no-reboot', '-icount', `shift=${SHIFT}`,
+    // The web machine is microvm with the disks on the command line (acpi=off): the same here.
+    const r = spawnSync(cli, ['-M', 'microvm,acpi=off', '-m', '128M', '-nographic', '-no-reboot', '-icount', `shift=${SHIFT}`,
       '-kernel', guestPath('tiny.bzImage'), '-initrd', guestPath('initramfs.cpio.gz'), '-append', CMDLINE,
       '-drive', `id=d0,file=${img},format=raw,if=none`, '-device', 'virtio-blk-device,drive=d0'],
     { maxBuffer: 1 << 26, timeout: 500_000 });
