@@ -96,7 +96,11 @@ fn config(
         trace: TraceFlags::default(),
         virtio_legacy: false,
         machine: kind,
-        platform: Default::default(),
+        // The tiny kernel has no ACPI: its microvm disks go on the command line (acpi=off).
+        platform: tci64_machine::PlatformConfig {
+            acpi: false,
+            ..Default::default()
+        },
     }
 }
 
