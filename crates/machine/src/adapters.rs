@@ -163,57 +163,31 @@ impl ResetSource for I8042 {
         self.take_reset_request()
     }
 }
-impl ResetSource for Port92 {
-    fn state(&self) -> DeviceState {
-        DeviceState::Port92(*self)
-    }
-    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
-        match s {
-            DeviceState::Port92(s) => {
-                *self = s;
-                Ok(())
+/// A reset source whose state is the device value itself (plain `Copy` data).
+macro_rules! copy_state_reset_source {
+    ($ty:ident, $take_reset:expr) => {
+        impl ResetSource for $ty {
+            fn state(&self) -> DeviceState {
+                DeviceState::$ty(*self)
             }
-            _ => Err(wrong("Port92")),
-        }
-    }
-    fn take_reset(&mut self) -> bool {
-        self.take_reset_request()
-    }
-}
-impl ResetSource for ResetControl {
-    fn state(&self) -> DeviceState {
-        DeviceState::ResetControl(*self)
-    }
-    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
-        match s {
-            DeviceState::ResetControl(s) => {
-                *self = s;
-                Ok(())
+            fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
+                match s {
+                    DeviceState::$ty(s) => {
+                        *self = s;
+                        Ok(())
+                    }
+                    _ => Err(wrong(stringify!($ty))),
+                }
             }
-            _ => Err(wrong("ResetControl")),
-        }
-    }
-    fn take_reset(&mut self) -> bool {
-        self.take_reset_request()
-    }
-}
-impl ResetSource for PostPort {
-    fn state(&self) -> DeviceState {
-        DeviceState::PostPort(*self)
-    }
-    fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
-        match s {
-            DeviceState::PostPort(s) => {
-                *self = s;
-                Ok(())
+            fn take_reset(&mut self) -> bool {
+                $take_reset(self)
             }
-            _ => Err(wrong("PostPort")),
         }
-    }
-    fn take_reset(&mut self) -> bool {
-        false
-    }
+    };
 }
+copy_state_reset_source!(Port92, Port92::take_reset_request);
+copy_state_reset_source!(ResetControl, ResetControl::take_reset_request);
+copy_state_reset_source!(PostPort, |_: &mut PostPort| false);
 
 /// A plain port device (i8042, port 0x80, port 0x92, 0xCF9).
 pub struct Ports<T: ResetSource>(pub T);
