@@ -136,15 +136,7 @@ pub fn build_machine(o: &Options) -> Result<Machine, Fatal> {
         Some(p) => Some(read_file("-initrd", p)?),
         None => None,
     };
-    let microvm = o.machine == MachineType::Microvm;
-    let platform = PlatformConfig {
-        apic: o.cpu_apic,
-        x2apic: o.cpu_x2apic,
-        acpi: microvm && o.microvm.acpi,
-        pic: !microvm || o.microvm.pic,
-        pit: !microvm || o.microvm.pit,
-        rtc: !microvm || o.microvm.rtc,
-    };
+    let platform = platform_config(o);
     let config = MachineConfig {
         ram_bytes: o.ram_bytes,
         kernel,
@@ -165,6 +157,20 @@ pub fn build_machine(o: &Options) -> Result<Machine, Fatal> {
         platform,
     };
     Machine::new(config, Box::new(InstantClock::new())).map_err(|e| e.to_string())
+}
+
+/// The platform devices `-M` and `-cpu` ask for. `-M pc` always has ACPI tables, the 8259,
+/// the PIT and the RTC (as QEMU's pc); microvm's properties choose them.
+pub fn platform_config(o: &Options) -> PlatformConfig {
+    let microvm = o.machine == MachineType::Microvm;
+    PlatformConfig {
+        apic: o.cpu_apic,
+        x2apic: o.cpu_x2apic,
+        acpi: !microvm || o.microvm.acpi,
+        pic: !microvm || o.microvm.pic,
+        pit: !microvm || o.microvm.pit,
+        rtc: !microvm || o.microvm.rtc,
+    }
 }
 
 /// Boot and run; returns the process exit status.
@@ -580,6 +586,31 @@ mod tests {
                 initrd: Some("rd".into()),
                 cmdline: String::new()
             }
+        );
+    }
+
+    fn platform_of(args: &[&str]) -> PlatformConfig {
+        match crate::cli::parse(args.iter().copied()).unwrap() {
+            crate::cli::Command::Run(o) => platform_config(&o),
+            _ => panic!("not a run command"),
+        }
+    }
+
+    #[test]
+    fn machines_get_their_platform_devices() {
+        let pc = platform_of(&["-M", "pc"]);
+        assert!(pc.acpi, "-M pc has ACPI tables");
+        assert!(pc.apic && pc.pic && pc.pit && pc.rtc, "{pc:?}");
+        let legacy_pc = platform_of(&["-M", "pc", "-cpu", "qemu64,-apic"]);
+        assert!(legacy_pc.acpi && !legacy_pc.apic, "{legacy_pc:?}");
+        assert!(
+            platform_of(&["-M", "microvm"]).acpi,
+            "microvm defaults to acpi=on"
+        );
+        let off = platform_of(&["-M", "microvm,acpi=off,pic=off,pit=off,rtc=off"]);
+        assert!(
+            !off.acpi && !off.pic && !off.pit && !off.rtc && off.apic,
+            "{off:?}"
         );
     }
 
