@@ -761,8 +761,10 @@ impl SingleThreadBase for Vm {
     fn write_registers(&mut self, regs: &SysRegs) -> TargetResult<(), Self> {
         let mut d = self.machine.regs();
         from_gdb(regs, &mut d);
-        self.machine.set_regs(&d);
-        Ok(())
+        self.machine.set_regs(&d).map_err(|e| {
+            log::warn!("gdb: register write refused: {e}");
+            TargetError::Errno(22)
+        })
     }
 
     #[inline(always)]
@@ -832,8 +834,10 @@ impl SingleRegisterAccess<()> for Vm {
         r.gdb_deserialize(&all)
             .map_err(|()| TargetError::NonFatal)?;
         from_gdb(&r, &mut d);
-        self.machine.set_regs(&d);
-        Ok(())
+        self.machine.set_regs(&d).map_err(|e| {
+            log::warn!("gdb: register write refused: {e}");
+            TargetError::Errno(22)
+        })
     }
 }
 

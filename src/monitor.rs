@@ -31,7 +31,7 @@ stop -- stop emulation
 system_reset -- reset the system
 x /fmt addr -- virtual memory dump starting at 'addr'
 xp /fmt addr -- physical memory dump starting at 'addr'
-  (fmt is count, format (x d u o c) and size (b h w g); addr may use $reg and +/-)
+  (fmt is count, format (x d u o c i) and size (b h w g); addr may use $reg and +/-)
 ";
 
 /// Run one command line; returns what it prints (ending in a newline unless empty).
@@ -242,6 +242,68 @@ fn info_mem(maps: &[Mapping]) -> String {
     s
 }
 
+/// `x /Ni ADDR`: `count` instructions at `addr`, decoded in the CPU's current code width, one
+/// per line as QEMU prints them (address, bytes, instruction; Intel syntax here).
+fn disassemble(vm: &mut Vm, phys: bool, addr: u64, count: usize) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
+    // At most 15 bytes per instruction.
+    let mut buf = vec![0u8; count * 15];
+    let got = if phys {
+        // Stop at the end of RAM: read page by page.
+        let mut n = 0;
+        while n < buf.len() {
+            let chunk = (4096 - (addr.wrapping_add(n as u64) & 4095) as usize).min(buf.len() - n);
+            if !vm
+                .machine
+                .read_phys(addr.wrapping_add(n as u64), &mut buf[n..n + chunk])
+            {
+                break;
+            }
+            n += chunk;
+        }
+        n
+    } else {
+        vm.machine.read_virt(addr, &mut buf)
+    };
+    let bits = vm.machine.code_bits();
+    let mut dec = Decoder::with_ip(bits, &buf[..got], addr, DecoderOptions::NONE);
+    let mut fmt = IntelFormatter::new();
+    let mut s = String::new();
+    let mut insn = Instruction::default();
+    for _ in 0..count {
+        let at = dec.position();
+        if !dec.can_decode() {
+            let _ = writeln!(
+                s,
+                "Cannot access memory at address {:#x}",
+                addr.wrapping_add(at as u64)
+            );
+            break;
+        }
+        dec.decode_out(&mut insn);
+        if insn.is_invalid() && dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
+            let _ = writeln!(
+                s,
+                "Cannot access memory at address {:#x}",
+                addr.wrapping_add(got as u64)
+            );
+            break;
+        }
+        let bytes: Vec<String> = buf[at..at + insn.len()]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut text = String::new();
+        if insn.is_invalid() {
+            text.push_str("(bad)");
+        } else {
+            fmt.format(&insn, &mut text);
+        }
+        let _ = writeln!(s, "{:#018x}:  {:<30} {text}", insn.ip(), bytes.join(" "));
+    }
+    s
+}
+
 /// `x /FMT ADDR` (virtual) and `xp /FMT ADDR` (physical).
 fn memory_dump(vm: &mut Vm, phys: bool, args: &str) -> String {
     let (fmt, addr) = match args.strip_prefix('/') {
@@ -263,12 +325,11 @@ fn memory_dump(vm: &mut Vm, phys: bool, args: &str) -> String {
     }
     for ch in fmt[digits.len()..].chars() {
         match ch {
-            'x' | 'd' | 'u' | 'o' | 'c' => format = ch,
+            'x' | 'd' | 'u' | 'o' | 'c' | 'i' => format = ch,
             'b' => size = 1,
             'h' => size = 2,
             'w' => size = 4,
             'g' => size = 8,
-            'i' | 's' => return format!("format '{ch}' is not supported\n"),
             _ => return format!("invalid char in format: '{ch}'\n"),
         }
     }
@@ -280,6 +341,9 @@ fn memory_dump(vm: &mut Vm, phys: bool, args: &str) -> String {
         Ok(a) => a,
         Err(e) => return format!("{e}\n"),
     };
+    if format == 'i' {
+        return disassemble(vm, phys, addr, count.min(1 << 12));
+    }
     let len = count.min(1 << 16) * size;
     let mut buf = vec![0u8; len];
     let got = if phys {

@@ -33,13 +33,12 @@ fn symbol(name: &str) -> u64 {
     panic!("{name} is not in guest/tiny.symbols");
 }
 
-/// A TCP port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A Unix socket path of this test process for `-gdb unix:PATH` (a path, unlike a TCP port
+/// picked by probing, cannot be taken by a test running beside it).
+fn socket_path(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("tci64-gdb-{tag}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
 }
 
 /// A fresh copy of the bundled test disk in a temporary file.
@@ -185,13 +184,15 @@ impl Tci64 {
     }
 }
 
-/// Run `gdb -batch` with `script` (connecting to `port`); returns its output.
-fn gdb_batch(port: u16, script: &str) -> String {
-    let path = std::env::temp_dir().join(format!("tci64-gdb-{port}-{}.gdb", std::process::id()));
+/// Run `gdb -batch` with `script`, connecting to `target` (`HOST:PORT` or a socket path);
+/// returns its output.
+fn gdb_batch(target: &str, script: &str) -> String {
+    let tag: String = target.chars().filter(char::is_ascii_alphanumeric).collect();
+    let path = std::env::temp_dir().join(format!("tci64-gdb-{tag}-{}.gdb", std::process::id()));
     let full = format!(
         "set pagination off\nset confirm off\nset width 0\n\
          set tcp auto-retry on\nset tcp connect-timeout 120\n\
-         target remote 127.0.0.1:{port}\n{script}"
+         target remote {target}\n{script}"
     );
     std::fs::write(&path, full).unwrap();
     let o = Command::new("gdb")
@@ -241,10 +242,11 @@ fn gdb_session_against_the_bundled_guest() {
     let next_after_start_kernel = symbol("do_one_initcall");
     let system_state = symbol("system_state");
     let banner = symbol("linux_banner");
-    let port = free_port();
+    // `-s -S`, as a kernel developer starts QEMU: the stub on TCP port 1234. It is the only
+    // test that listens on TCP (the others use Unix sockets), so nothing here races for it.
     let disk = fresh_disk("session");
     let mut args = guest_args(&disk);
-    args.extend(["-gdb".into(), format!("tcp::{port}"), "-S".into()]);
+    args.extend(["-s".into(), "-S".into()]);
     let vm = Tci64::spawn(&args, Stdio::null());
     let script = format!(
         "printf \"ENTRY %#lx\\n\", $pc\n\
@@ -275,7 +277,7 @@ fn gdb_session_against_the_bundled_guest() {
          delete\n\
          continue\n"
     );
-    let g = gdb_batch(port, &script);
+    let g = gdb_batch("127.0.0.1:1234", &script);
     let o = vm.finish(600);
     std::fs::remove_file(&disk).unwrap();
     let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
@@ -374,6 +376,8 @@ fn monitor_session_on_stdio() {
     vm.wait_for("00000000000071fe:", 60);
     cmd("info mtree");
     vm.wait_for("address-space: memory", 60);
+    cmd("x /2i $pc");
+    vm.wait_for("0x0000000000100201:", 60);
     cmd("cont");
     cmd("info status");
     vm.wait_for("VM status: running", 60);
@@ -407,6 +411,17 @@ fn monitor_session_on_stdio() {
         "{ctx}"
     );
     assert!(out.contains("00000000000071fe: 0xaa55\n"), "{ctx}");
+    // x /2i: the first two instructions of the 64-bit entry (head_64.S: cld, cli), in 64-bit
+    // code.
+    assert!(out.contains("0x0000000000100200:  fc "), "{ctx}");
+    assert!(out.contains("0x0000000000100201:  fa "), "{ctx}");
+    let insns: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim_start_matches("(qemu) "))
+        .filter(|l| l.starts_with("0x000000000010020"))
+        .map(|l| l.split_whitespace().last().unwrap_or(""))
+        .collect();
+    assert_eq!(insns, ["cld", "cli"], "{ctx}");
     assert!(
         out.contains("0000000000100000-000000000fffffff (prio 0, ram): RAM\n"),
         "256 MiB of RAM from 1 MiB up: {ctx}"
@@ -421,13 +436,25 @@ fn icount_output_is_the_same_with_a_debugger_attached_and_detached() {
     let plain = Tci64::spawn(&guest_args(&disk), Stdio::null()).finish(600);
     std::fs::remove_file(&disk).unwrap();
 
-    let port = free_port();
+    let sock = socket_path("debugged");
     let disk = fresh_disk("debugged");
     let mut args = guest_args(&disk);
-    args.extend(["-gdb".into(), format!("tcp::{port}"), "-S".into()]);
+    args.extend([
+        "-gdb".into(),
+        format!("unix:{}", sock.display()),
+        "-S".into(),
+    ]);
     let vm = Tci64::spawn(&args, Stdio::null());
+    // gdb retries TCP connections, not socket paths: wait for the stub to listen.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "tci64 never created {sock:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The path appears at bind(); listen() follows within microseconds.
+    std::thread::sleep(Duration::from_millis(50));
     let g = gdb_batch(
-        port,
+        &sock.display().to_string(),
         &format!(
             "break *{start_kernel:#x}\ncontinue\nprintf \"AT %#lx\\n\", $pc\n\
              info registers\nx/4gx $rsp\ndelete\ndetach\n"
@@ -435,6 +462,7 @@ fn icount_output_is_the_same_with_a_debugger_attached_and_detached() {
     );
     let debugged = vm.finish(600);
     std::fs::remove_file(&disk).unwrap();
+    let _ = std::fs::remove_file(&sock);
     assert_eq!(field(&g, "AT"), start_kernel, "gdb:\n{g}");
     let (a, b) = (
         String::from_utf8_lossy(&plain.stdout),

@@ -30,9 +30,15 @@ impl Machine {
         self.cpu.debug_regs()
     }
 
-    /// Change registers from a debugger.
-    pub fn set_regs(&mut self, r: &DebugRegs) {
-        self.cpu.set_debug_regs(r);
+    /// Change registers from a debugger. A selector whose descriptor cannot be loaded is
+    /// refused, and then nothing changes.
+    pub fn set_regs(&mut self, r: &DebugRegs) -> Result<(), tci64_x86::SelectorError> {
+        self.cpu.set_debug_regs(r)
+    }
+
+    /// The width of the code the CPU runs now (16, 32 or 64), for disassembly.
+    pub fn code_bits(&self) -> u32 {
+        self.cpu.code_bits()
     }
 
     /// The physical address of guest-virtual `va` under the current page tables.

@@ -5,7 +5,7 @@
 
 use crate::cpu::{rflags, set_rflags};
 use crate::regs::*;
-use crate::state::cr;
+use crate::state::{cr, Segment};
 use crate::Cpu;
 use std::fmt::Write;
 use tci64_engine::mem::PAGE_MASK;
@@ -43,6 +43,17 @@ pub struct DebugRegs {
     pub xmm: [u128; 16],
     pub mxcsr: u32,
 }
+
+/// A selector a debugger wrote whose descriptor cannot be loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} selector {selector:#06x}: no loadable descriptor", SEG_NAMES[*seg])]
+pub struct SelectorError {
+    /// The segment register, as an index into ES, CS, SS, DS, FS, GS.
+    pub seg: usize,
+    pub selector: u16,
+}
+
+const SEG_NAMES: [&str; 6] = ["ES", "CS", "SS", "DS", "FS", "GS"];
 
 /// One mapping of the current page tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,24 +114,32 @@ impl Cpu {
         d
     }
 
-    /// Change registers from a debugger. A changed selector only changes the selector (and,
-    /// in real mode, the base): the descriptor cache is not reloaded. Changing CR0, CR3, CR4
-    /// or EFER flushes the TLB.
-    pub fn set_debug_regs(&mut self, d: &DebugRegs) {
+    /// Change registers from a debugger. A changed selector reloads its descriptor cache the
+    /// way the CPU would, without the CPU's checks or side effects: in real and virtual-8086
+    /// mode the base becomes selector * 16; in protected mode the descriptor is read from the
+    /// GDT or LDT through the current page tables (no accessed bit is set), and a new CS
+    /// selector sets the CPL to its RPL. A selector whose descriptor cannot be read (beyond
+    /// the table limit, unmapped, a null CS) is refused and nothing changes. Changing CR0, CR3,
+    /// CR4 or EFER flushes the TLB.
+    pub fn set_debug_regs(&mut self, d: &DebugRegs) -> Result<(), SelectorError> {
         let old = self.debug_regs();
+        let mut loads = Vec::new();
+        for n in 0..6 {
+            if d.sel[n] != old.sel[n] {
+                loads.push((n, self.debug_segment(n, d.sel[n])?));
+            }
+        }
         let c = self.core_mut();
         c.regs.0[..16].copy_from_slice(&d.gpr);
         c.regs.0[RIP as usize] = d.rip;
         if d.rflags != old.rflags {
             set_rflags(c, d.rflags);
         }
-        let real = c.guest.cr0 & cr::CR0_PE == 0;
-        for n in 0..6 {
-            if d.sel[n] != old.sel[n] {
-                c.guest.segs[n].selector = d.sel[n];
-                if real {
-                    set_base(c, n, (d.sel[n] as u64) << 4);
-                }
+        let protected = c.guest.cr0 & cr::CR0_PE != 0 && c.regs.0[RFLAGS as usize] & fl::VM == 0;
+        for (n, s) in loads {
+            crate::system::seg::set_seg(c, n, s);
+            if n == CS && protected {
+                c.guest.cpl = (s.selector & 3) as u8;
             }
         }
         if d.fs_base != old.fs_base {
@@ -161,6 +180,75 @@ impl Cpu {
         g.mxcsr = d.mxcsr;
         if paging_changed {
             c.tlb_flush_all();
+        }
+        Ok(())
+    }
+
+    /// The descriptor cache segment register `n` gets when a debugger writes selector `sel`
+    /// (see [`Cpu::set_debug_regs`]).
+    fn debug_segment(&self, n: usize, sel: u16) -> Result<Segment, SelectorError> {
+        let c = self.core();
+        let g = &c.guest;
+        let err = SelectorError {
+            seg: n,
+            selector: sel,
+        };
+        let vm86 = c.regs.0[RFLAGS as usize] & fl::VM != 0;
+        if g.cr0 & cr::CR0_PE == 0 || vm86 {
+            let mut s = crate::system::seg::seg(c, n);
+            s.selector = sel;
+            s.base = (sel as u64) << 4;
+            if vm86 {
+                s.limit = 0xffff;
+                s.attr = 0xf3;
+            }
+            return Ok(s);
+        }
+        if sel & !3 == 0 {
+            if n == CS {
+                return Err(err);
+            }
+            return Ok(Segment {
+                selector: sel,
+                base: 0,
+                limit: 0,
+                attr: 0,
+            });
+        }
+        let (base, limit) = if sel & 4 != 0 {
+            if g.ldtr.attr & Segment::ATTR_P == 0 {
+                return Err(err);
+            }
+            (g.ldtr.base, g.ldtr.limit)
+        } else {
+            (g.gdtr.base, g.gdtr.limit as u32)
+        };
+        let off = (sel & !7) as u32;
+        if off + 7 > limit {
+            return Err(err);
+        }
+        let mut b = [0u8; 8];
+        if self.read_virt(base.wrapping_add(off as u64), &mut b) != 8 {
+            return Err(err);
+        }
+        Ok(crate::exception::seg_from_descriptor(
+            sel,
+            u64::from_le_bytes(b),
+        ))
+    }
+
+    /// The width of the code the CPU runs now: 64 (long mode, CS.L), 32 (CS.D) or 16.
+    pub fn code_bits(&self) -> u32 {
+        let g = &self.core().guest;
+        let cs = g.segs[CS];
+        if g.cr0 & cr::CR0_PE == 0 {
+            16
+        } else if g.efer & cr::EFER_LMA != 0 && cs.attr & Segment::ATTR_L != 0 {
+            64
+        } else if cs.attr & Segment::ATTR_DB != 0 {
+            32
+        } else {
+            16
         }
     }
 

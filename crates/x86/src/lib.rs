@@ -20,7 +20,7 @@ pub mod translate;
 
 pub use bus::{InterruptController, X86Bus};
 pub use cpu::{Cpu, CpuExit, CpuState, LongModeEntry};
-pub use debug::{DebugRegs, Mapping};
+pub use debug::{DebugRegs, Mapping, SelectorError};
 pub use state::X86State;
 
 /// The guest type the engine runs.

@@ -222,3 +222,53 @@ fn the_probe_reads_through_page_tables_without_side_effects() {
         .expect("the 4 KiB mapping");
     assert_eq!((m.paddr, m.size, m.writable), (DATA, 4096, true));
 }
+
+#[test]
+fn a_debugger_selector_write_reloads_the_descriptor_cache() {
+    use tci64_x86::regs::{FS, FS_BASE};
+    let code = assemble(|a| {
+        a.mov(rax, qword_ptr(0x10u64).fs()).unwrap();
+        a.hlt().unwrap();
+    });
+    let mut cpu = machine(&code);
+    let mut bus = TestBus::default();
+    // GDT[3] (0x18): a data segment with base 0x40_0000, accessed bit clear.
+    let desc = 0x00cf_9240_0000_ffffu64;
+    write_u64(&mut cpu, GDT + 0x18, desc);
+    write_u64(&mut cpu, 0x40_0010, 0x1234_5678_9abc_def0);
+    // A null data selector clears the cache.
+    let mut d = cpu.debug_regs();
+    assert_eq!(d.sel[FS], 0x18);
+    d.sel[FS] = 0;
+    cpu.set_debug_regs(&d).unwrap();
+    assert_eq!(cpu.core().guest.segs[FS].attr, 0);
+    let mut d = cpu.debug_regs();
+    d.sel[FS] = 0x18;
+    cpu.set_debug_regs(&d).unwrap();
+    let s = cpu.core().guest.segs[FS];
+    assert_eq!((s.selector, s.limit, s.attr), (0x18, 0xffff_ffff, 0xc092));
+    assert_eq!(cpu.reg(FS_BASE), 0x40_0000);
+    assert_eq!(cpu.debug_regs().fs_base, 0x40_0000);
+    assert_eq!(read_u64(&cpu, GDT + 0x18), desc, "no accessed bit set");
+    // The guest uses the loaded cache.
+    assert!(matches!(cpu.run(&mut bus, 100), CpuExit::Halted { .. }));
+    assert_eq!(cpu.reg(RAX), 0x1234_5678_9abc_def0);
+
+    // Beyond the GDT limit (0x1f): refused, and nothing else in the request changes.
+    let mut d = cpu.debug_regs();
+    d.sel[FS] = 0x20;
+    d.gpr[0] = 7;
+    let e = cpu.set_debug_regs(&d).unwrap_err();
+    assert_eq!(e.to_string(), "FS selector 0x0020: no loadable descriptor");
+    assert_eq!(cpu.reg(RAX), 0x1234_5678_9abc_def0);
+    assert_eq!(cpu.core().guest.segs[FS].selector, 0x18);
+    // A null CS is refused.
+    let mut d = cpu.debug_regs();
+    d.sel[tci64_x86::regs::CS] = 0;
+    assert!(cpu.set_debug_regs(&d).is_err());
+    // A new CS selector sets the CPL to its RPL.
+    let mut d = cpu.debug_regs();
+    d.sel[tci64_x86::regs::CS] = 0x13;
+    cpu.set_debug_regs(&d).unwrap();
+    assert_eq!(cpu.core().guest.cpl, 3);
+}
