@@ -73,6 +73,10 @@ pub enum SnapshotError {
         "the snapshot's guest has {need_mib} MiB of RAM; this build allows at most {max_mib} MiB"
     )]
     RamTooLarge { need_mib: u64, max_mib: u64 },
+    #[error(
+        "restoring needs {need_mib} MiB (the guest's RAM and the unpacked snapshot); this build allows at most {max_mib} MiB"
+    )]
+    TooLargeToUnpack { need_mib: u64, max_mib: u64 },
     #[error("disk {index}: {reason}")]
     Disk { index: usize, reason: String },
     #[error("the snapshot does not fit this machine: {0}")]
@@ -293,12 +297,23 @@ impl<'a> Reader<'a> {
 /// A parsed (not yet applied) snapshot.
 pub struct Parsed {
     pub header: Header,
-    /// Decompressed sections: (tag, payload).
-    pub sections: Vec<([u8; 4], Vec<u8>)>,
+    /// The decompressed body.
+    pub raw: Vec<u8>,
+    /// Its sections: (tag, payload's byte range in `raw`).
+    pub sections: Vec<([u8; 4], std::ops::Range<usize>)>,
 }
 
 /// Check and unpack a snapshot file: magic, version, lengths, checksum, decompression.
 pub fn parse(file: &[u8]) -> Result<Parsed, SnapshotError> {
+    parse_checked(file, |_, _| Ok(()))
+}
+
+/// [`parse`], with `check(header, raw body length)` run before the body is decompressed (so
+/// a host can refuse a snapshot too large for it before allocating anything for it).
+pub fn parse_checked(
+    file: &[u8],
+    check: impl FnOnce(&Header, u64) -> Result<(), SnapshotError>,
+) -> Result<Parsed, SnapshotError> {
     let mut r = Reader(file);
     if file.len() < MAGIC.len() {
         return Err(if MAGIC.starts_with(file) && !file.is_empty() {
@@ -338,6 +353,7 @@ pub fn parse(file: &[u8]) -> Result<Parsed, SnapshotError> {
         return Err(corrupt("bytes after the checksum"));
     }
     let header: Header = decode("header", header_bytes)?;
+    check(&header, raw_len)?;
     let raw = decompress(codec, body, raw_len)?;
     let mut sections = Vec::new();
     let mut r = Reader(&raw);
@@ -345,13 +361,20 @@ pub fn parse(file: &[u8]) -> Result<Parsed, SnapshotError> {
         let mut tag = [0u8; 4];
         tag.copy_from_slice(r.take(4, "section tag")?);
         let len = r.u64("section length")?;
-        sections.push((tag, r.take(len, "section")?.to_vec()));
+        let start = raw.len() - r.0.len();
+        r.take(len, "section")?;
+        sections.push((tag, start..start + len as usize));
     }
-    Ok(Parsed { header, sections })
+    Ok(Parsed {
+        header,
+        raw,
+        sections,
+    })
 }
 
 impl Parsed {
-    fn take(&mut self, tag: [u8; 4]) -> Result<Vec<u8>, SnapshotError> {
+    /// The payload of the first section `tag` (removed from the list), or a clear error.
+    fn take(&mut self, tag: [u8; 4]) -> Result<std::ops::Range<usize>, SnapshotError> {
         let i = self
             .sections
             .iter()
@@ -429,6 +452,12 @@ impl Board {
 }
 
 impl Machine {
+    /// Disk `index` (command-line order) as the machine holds it, e.g. to read back what the
+    /// guest wrote through a copy-on-write overlay.
+    pub fn disk_mut(&mut self, index: usize) -> Option<&mut dyn BlockBackend> {
+        disks_mut(&mut self.board).into_iter().nth(index)
+    }
+
     /// The whole machine as a snapshot file (see the module docs and `docs/SNAPSHOT.md`).
     /// Call it between [`Machine::run`] calls. Disks are read to fingerprint them.
     pub fn save(&mut self) -> Result<Vec<u8>, SnapshotError> {
@@ -505,22 +534,34 @@ impl Machine {
     /// A machine restored from a snapshot file, ready to [`run`](Self::run) on. The header
     /// is checked before any RAM is allocated.
     pub fn restore(file: &[u8], opts: RestoreOptions) -> Result<Machine, SnapshotError> {
-        let mut p = parse(file)?;
-        let shape = p.header.shape.clone();
-        if let Some(max) = opts.max_ram_bytes {
-            if shape.ram_bytes > max {
+        // RAM and the unpacked body live side by side while restoring: a host with a cap
+        // (the wasm32 build) refuses what cannot fit before decompressing anything.
+        let max = opts.max_ram_bytes;
+        let mut p = parse_checked(file, |h, raw_len| {
+            let ram = h.shape.ram_bytes;
+            if let Some(max) = max {
+                if ram > max {
+                    return Err(SnapshotError::RamTooLarge {
+                        need_mib: ram >> 20,
+                        max_mib: max >> 20,
+                    });
+                }
+                if ram.saturating_add(raw_len) > max {
+                    return Err(SnapshotError::TooLargeToUnpack {
+                        need_mib: ram.saturating_add(raw_len).div_ceil(1 << 20),
+                        max_mib: max >> 20,
+                    });
+                }
+            }
+            if usize::try_from(ram).is_err() {
                 return Err(SnapshotError::RamTooLarge {
-                    need_mib: shape.ram_bytes >> 20,
-                    max_mib: max >> 20,
+                    need_mib: ram >> 20,
+                    max_mib: (usize::MAX as u64) >> 20,
                 });
             }
-        }
-        if usize::try_from(shape.ram_bytes).is_err() {
-            return Err(SnapshotError::RamTooLarge {
-                need_mib: shape.ram_bytes >> 20,
-                max_mib: (usize::MAX as u64) >> 20,
-            });
-        }
+            Ok(())
+        })?;
+        let shape = p.header.shape.clone();
         if opts.disks.len() != shape.disks_read_only.len() {
             return Err(SnapshotError::Mismatch(format!(
                 "the snapshot has {} disk(s), {} given",
@@ -548,7 +589,8 @@ impl Machine {
         // Disks first: a wrong disk is the likeliest mistake, and the cheapest to report.
         let mut disk_states = Vec::new();
         for _ in 0..disks.len() {
-            disk_states.push(decode::<DiskState>("disk", &p.take(TAG_DISK)?)?);
+            let r = p.take(TAG_DISK)?;
+            disk_states.push(decode::<DiskState>("disk", &p.raw[r])?);
         }
         for (i, (d, s)) in disks.iter_mut().zip(&disk_states).enumerate() {
             let (size, hash) =
@@ -587,9 +629,10 @@ impl Machine {
                 })?;
             }
         }
-        let cpu: CpuState = decode("CPU", &p.take(TAG_CPU)?)?;
-        let clock: ClockState = decode("clock", &p.take(TAG_CLOCK)?)?;
-        let board: BoardState = decode("board", &p.take(TAG_BOARD)?)?;
+        let (cpu, clock, board) = (p.take(TAG_CPU)?, p.take(TAG_CLOCK)?, p.take(TAG_BOARD)?);
+        let cpu: CpuState = decode("CPU", &p.raw[cpu])?;
+        let clock: ClockState = decode("clock", &p.raw[clock])?;
+        let board: BoardState = decode("board", &p.raw[board])?;
         let ram = p.take(TAG_RAM)?;
         if let Some((tag, _)) = p.sections.first() {
             return Err(corrupt(format!(
@@ -598,7 +641,7 @@ impl Machine {
             )));
         }
         let mut m = Machine::hardware(&shape, disks, opts.clock, 0, opts.trace)?;
-        decode_ram(&ram, m.cpu.core_mut().mem.ram_mut())?;
+        decode_ram(&p.raw[ram], m.cpu.core_mut().mem.ram_mut())?;
         m.cpu
             .set_state(&cpu)
             .map_err(|e| SnapshotError::Mismatch(e.to_string()))?;
