@@ -9,9 +9,7 @@
 //! Built for `wasm64-unknown-unknown` (see `scripts/build-web.sh`); the same module is lowered to
 //! wasm32 with binaryen for engines without memory64.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use tci64_devices::block::{BlockBackend, BlockError, MemBackend};
+use tci64_devices::block::{CowBackend, MemBackend};
 use tci64_machine::{DiskConfig, HostClock, Machine, MachineConfig, RunExit, Stats, TraceFlags};
 
 #[cfg(target_family = "wasm")]
@@ -35,25 +33,6 @@ pub struct Options {
     pub icount_shift: Option<u32>,
     /// The RTC at power-on, seconds since the Unix epoch.
     pub rtc_epoch_secs: u64,
-}
-
-/// A disk the host can read back while (and after) the machine uses it.
-#[derive(Clone)]
-struct SharedDisk(Rc<RefCell<MemBackend>>);
-
-impl BlockBackend for SharedDisk {
-    fn size(&self) -> u64 {
-        self.0.borrow().size()
-    }
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.0.borrow_mut().read_at(offset, buf)
-    }
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.0.borrow_mut().write_at(offset, buf)
-    }
-    fn flush(&mut self) -> Result<(), BlockError> {
-        self.0.borrow_mut().flush()
-    }
 }
 
 /// Why [`Core::run`] returned, flattened for JavaScript: `kind` is 0 = budget used up,
@@ -90,10 +69,38 @@ impl From<RunExit> for Status {
     }
 }
 
-/// A machine plus the handle of its disk.
+/// A machine. Its disk (if any) is the image the host passed under a copy-on-write overlay
+/// (the CLI's `snapshot=on`): the image stays untouched, a snapshot carries what the guest
+/// wrote, and restoring needs only the original image.
 pub struct Core {
     machine: Machine,
-    disk: Option<SharedDisk>,
+    has_disk: bool,
+}
+
+/// The disk as the machine gets it.
+fn disk_config(image: Vec<u8>) -> DiskConfig {
+    DiskConfig {
+        backend: Box::new(CowBackend::new(MemBackend::new(image))),
+        read_only: false,
+    }
+}
+
+/// The most memory the wasm32 (lowered) build gives a restore for guest RAM plus the unpacked
+/// snapshot: its whole linear memory is 4 GiB, and the emulator's heap, translated code, the
+/// snapshot file itself and the disk need the rest.
+pub const WASM32_RESTORE_MAX_BYTES: u64 = 3584 << 20;
+const _: () = assert!(WASM32_RESTORE_MAX_BYTES < 4 << 30);
+
+/// The cap a build puts on a restore ([`Core::restore`]'s `max_ram_bytes`): `"wasm32"` has
+/// [`WASM32_RESTORE_MAX_BYTES`], `"wasm64"` (and native) only what the allocator grants.
+pub fn restore_cap(build: &str) -> Result<Option<u64>, String> {
+    match build {
+        "wasm32" => Ok(Some(WASM32_RESTORE_MAX_BYTES)),
+        "wasm64" | "native" => Ok(None),
+        b => Err(format!(
+            "unknown build '{b}' (expected 'wasm64' or 'wasm32')"
+        )),
+    }
 }
 
 /// A clock that never moves (deterministic mode does not read it).
@@ -125,9 +132,7 @@ impl Core {
                 return Err(format!("icount shift must be 0..=10, not {shift}"));
             }
         }
-        let disk = opts
-            .disk
-            .map(|d| SharedDisk(Rc::new(RefCell::new(MemBackend::new(d)))));
+        let has_disk = opts.disk.is_some();
         let clock: Box<dyn HostClock> = if opts.icount_shift.is_some() {
             Box::new(StillClock)
         } else {
@@ -139,13 +144,7 @@ impl Core {
             kernel_name: "kernel".into(),
             initrd: opts.initrd,
             cmdline: opts.cmdline,
-            disks: disk
-                .iter()
-                .map(|d| DiskConfig {
-                    backend: Box::new(d.clone()),
-                    read_only: false,
-                })
-                .collect(),
+            disks: opts.disk.into_iter().map(disk_config).collect(),
             icount_shift: opts.icount_shift,
             rtc_epoch_secs: opts.rtc_epoch_secs,
             trace: TraceFlags::default(),
@@ -159,7 +158,7 @@ impl Core {
             },
         };
         let machine = Machine::new(config, clock).map_err(|e| e.to_string())?;
-        Ok(Core { machine, disk })
+        Ok(Core { machine, has_disk })
     }
 
     /// Run at most `budget` guest instructions.
@@ -192,8 +191,10 @@ impl Core {
         self.machine.save().map_err(|e| e.to_string())
     }
 
-    /// A machine resumed from a snapshot; `disk` must be the image it was saved with.
-    /// `max_ram_bytes` is the most RAM this build can give (`None`: what the allocator
+    /// A machine resumed from a snapshot; `disk` must be the image the saved machine started
+    /// with (its overlay, what the guest wrote, is in the snapshot), or for a snapshot of a
+    /// read-write disk the image as saved. `max_ram_bytes` is the most memory this build gives
+    /// guest RAM plus the unpacked snapshot ([`restore_cap`]; `None`: what the allocator
     /// grants). `clock` is used unless the snapshot is in deterministic (`-icount`) mode.
     pub fn restore(
         state: &[u8],
@@ -201,30 +202,30 @@ impl Core {
         clock: Box<dyn HostClock>,
         max_ram_bytes: Option<u64>,
     ) -> Result<Core, String> {
-        let disk = disk.map(|d| SharedDisk(Rc::new(RefCell::new(MemBackend::new(d)))));
+        let has_disk = disk.is_some();
         let machine = Machine::restore(
             state,
             tci64_machine::RestoreOptions {
-                disks: disk
-                    .iter()
-                    .map(|d| DiskConfig {
-                        backend: Box::new(d.clone()),
-                        read_only: false,
-                    })
-                    .collect(),
+                disks: disk.into_iter().map(disk_config).collect(),
                 clock,
                 trace: TraceFlags::default(),
                 max_ram_bytes,
             },
         )
         .map_err(|e| e.to_string())?;
-        Ok(Core { machine, disk })
+        Ok(Core { machine, has_disk })
     }
 
     /// A copy of the disk image as the guest left it (flushed first); `None` without a disk.
     pub fn disk(&mut self) -> Option<Vec<u8>> {
+        if !self.has_disk {
+            return None;
+        }
         let _ = self.machine.flush_disks();
-        self.disk.as_ref().map(|d| d.0.borrow().as_slice().to_vec())
+        let d = self.machine.disk_mut(0)?;
+        let mut out = vec![0u8; usize::try_from(d.size()).ok()?];
+        d.read_at(0, &mut out).ok()?;
+        Some(out)
     }
 }
 
@@ -364,12 +365,15 @@ mod wasm {
         }
 
         /// A VM resumed from a snapshot (from `saveState` or the native CLI's
-        /// `--save-on-output`); `disk` must be the image it was saved with. Throws a clear
-        /// `Error` for a corrupt, truncated or foreign file, another format version, RAM the
-        /// build cannot hold, or a different disk.
+        /// `--save-on-output`); `disk` must be the image the saved machine was created with.
+        /// `build` is the build this module runs as (`'wasm64'` or `'wasm32'`: the lowered
+        /// module cannot tell by itself), which sets the memory cap. Throws a clear `Error` for
+        /// a corrupt, truncated or foreign file, another format version, RAM the build cannot
+        /// hold, or a different disk.
         #[wasm_bindgen(js_name = fromState)]
-        pub fn from_state(state: &[u8], disk: Option<Vec<u8>>) -> Result<Vm, JsError> {
-            let core = Core::restore(state, disk, Box::new(PerfClock), None)
+        pub fn from_state(state: &[u8], disk: Option<Vec<u8>>, build: &str) -> Result<Vm, JsError> {
+            let cap = super::restore_cap(build).map_err(|e| JsError::new(&e))?;
+            let core = Core::restore(state, disk, Box::new(PerfClock), cap)
                 .map_err(|e| JsError::new(&e))?;
             Ok(Vm { core })
         }
@@ -462,6 +466,40 @@ mod tests {
         assert_eq!(ia, ib);
     }
 
+    #[test]
+    fn restore_caps_per_build() {
+        assert_eq!(restore_cap("wasm32"), Ok(Some(WASM32_RESTORE_MAX_BYTES)));
+        assert_eq!(restore_cap("wasm64"), Ok(None));
+        assert!(restore_cap("wasm16").unwrap_err().contains("unknown build"));
+    }
+
+    /// What the guest writes goes to the overlay: `disk()` shows it, a snapshot carries it,
+    /// and a restore over the original image sees it again.
+    #[test]
+    fn disk_writes_travel_in_the_state() {
+        let kernel = guest("tiny.bzImage").expect("the bundled guest is missing");
+        let mut o = opts(kernel);
+        o.icount_shift = Some(3);
+        o.disk = Some(vec![7u8; 1 << 20]);
+        let mut c = Core::new(o, Box::new(Zero)).expect("core");
+        c.machine
+            .disk_mut(0)
+            .unwrap()
+            .write_at(4096 * 3 + 10, b"guest wrote")
+            .unwrap();
+        let mut want = vec![7u8; 1 << 20];
+        want[4096 * 3 + 10..4096 * 3 + 21].copy_from_slice(b"guest wrote");
+        assert_eq!(c.disk().unwrap(), want);
+        let state = c.save_state().unwrap();
+        let mut r = Core::restore(&state, Some(vec![7u8; 1 << 20]), Box::new(Zero), None).unwrap();
+        assert_eq!(r.disk().unwrap(), want);
+        // The image passed in is the base, not what the guest wrote.
+        let e = Core::restore(&state, Some(want), Box::new(Zero), None)
+            .err()
+            .unwrap();
+        assert!(e.contains("not the disk saved"), "{e}");
+    }
+
     /// `save_state` / `restore` round trip through `Core` (what `Vm.saveState` and
     /// `Vm.fromState` call), and a bad state or a RAM cap is a clean error.
     #[test]
@@ -490,6 +528,17 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("this build allows at most 32 MiB"), "{e}");
+        // The guest's RAM fits, but not with the unpacked snapshot beside it.
+        let e = Core::restore(
+            &state,
+            Some(vec![7u8; 1 << 20]),
+            Box::new(Zero),
+            Some(65 << 20),
+        )
+        .err()
+        .unwrap();
+        assert!(e.starts_with("restoring needs "), "{e}");
+        assert!(e.contains("this build allows at most 65 MiB"), "{e}");
         let e = Core::restore(&state[..100], None, Box::new(Zero), None)
             .err()
             .unwrap();
