@@ -39,9 +39,17 @@ export interface Tci64Stats {
   tlbFastHits: number;
 }
 
+/** Boot options; with `state`, only `disk`, `build` and the host hooks apply (the snapshot
+ * carries the kernel, RAM size, command line and time mode). */
 export interface Tci64Options {
-  /** A Linux bzImage (64-bit boot protocol). Required. */
-  kernel: Bytes;
+  /** A Linux bzImage (64-bit boot protocol). Required unless `state` is given. */
+  kernel?: Bytes;
+  /** Resume from a snapshot (from `saveState()`, `bundledState()` or the native CLI's
+   * `--save-on-output` / Ctrl-A S) instead of booting. `disk` must then be the image the saved
+   * machine was created with (what the guest wrote since is in the snapshot); a different disk,
+   * a corrupt or truncated file, another format version, or RAM the build cannot hold (the
+   * wasm32 build: guest RAM plus the unpacked snapshot within 3584 MiB) rejects with an Error. */
+  state?: Bytes | null;
   /** An initramfs (cpio, optionally compressed). */
   initrd?: Bytes | null;
   /** Kernel command line; default `'console=ttyS0'`. The serial console is ttyS0. */
@@ -49,8 +57,9 @@ export interface Tci64Options {
   /** Guest RAM in MiB; default 256. The wasm32 build holds at most 4 GiB of linear memory in
    * total, so guest RAM must stay well below that; the wasm64 build is bounded by the browser. */
   memoryMiB?: number;
-  /** A raw disk image, attached as virtio-blk (`/dev/vda`). The VM works on a copy; read the
-   * written image back with `disk()`. */
+  /** A raw disk image, attached as virtio-blk (`/dev/vda`). It stays untouched: the guest's
+   * writes go to an overlay (in the VM, and in its snapshots); read the written image back with
+   * `disk()`. */
   disk?: Bytes | null;
   /** `'auto'` (default): wasm64 where the engine has memory64 and table64, else wasm32. */
   build?: 'auto' | Build;
@@ -95,7 +104,23 @@ export declare class Tci64 {
   stats(): Promise<Tci64Stats>;
   /** The disk image as the guest has written it so far, or undefined without a disk. */
   disk(): Promise<Uint8Array | undefined>;
+  /** The whole machine as a snapshot (format: docs/SNAPSHOT.md): CPU, devices, virtual clock,
+   * RAM and what the guest wrote to the disk. Resume it with `Tci64.create({ state, disk })`
+   * on either build, or natively with `tci64 -incoming file:PATH -drive file=DISK,snapshot=on,...`.
+   * Serial input still queued in the host (not yet taken by the UART) is not in it. */
+  saveState(): Promise<Uint8Array>;
 }
+
+/** The pre-booted bundled guest shipped in the package (`pkg/guest/`): a snapshot at the
+ * shell prompt, the disk it needs, and the console output up to the save. */
+export interface BundledState {
+  state: Uint8Array;
+  disk: Uint8Array;
+  /** The serial output before the save (boot log and the prompt), to show in a terminal. */
+  console: Uint8Array;
+}
+/** Load the shipped pre-booted guest; `Tci64.create({ state, disk })` resumes it. */
+export declare function bundledState(baseUrl?: string | URL): Promise<BundledState>;
 
 /** The build `'auto'` picks on this engine. */
 export declare function detectBuild(): Build;

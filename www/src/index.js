@@ -1,6 +1,7 @@
 // tci64: an x86-64 PC emulator in WebAssembly. The public API:
 //   const vm = await Tci64.create({ kernel, initrd, cmdline, memoryMiB, disk, build, onSerial, onStats });
 //   vm.start(); vm.serialWrite('ls\n'); await vm.stats(); await vm.disk(); vm.pause(); await vm.stop();
+//   const state = await vm.saveState(); const vm2 = await Tci64.create({ state, disk });
 // The VM runs in a module Web Worker (the page never freezes); `worker: false` runs it on the
 // calling thread instead (Node, where Web Workers do not exist).
 import { loadBuild, resolveBuild, detectBuild, supportsWasm64, DEFAULT_BASE_URL } from './loader.js';
@@ -16,6 +17,7 @@ function copyOpts(o) {
     kernel: pick(o.kernel),
     initrd: pick(o.initrd),
     disk: pick(o.disk),
+    state: pick(o.state),
     cmdline: o.cmdline,
     memoryMiB: o.memoryMiB,
     icountShift: o.icountShift,
@@ -64,6 +66,12 @@ export class Tci64 {
   stats() { return this._impl.stats(); }
   /** The disk image as the guest has written it (a Uint8Array), or undefined without a disk. */
   disk() { return this._impl.disk(); }
+  /**
+   * The whole machine (CPU, devices, clock, RAM, what the guest wrote to the disk) as a
+   * snapshot, a Uint8Array; `Tci64.create({ state, disk })` resumes it, on either build or the
+   * native CLI (`-incoming file:PATH`). `disk` there is the image this VM was created with.
+   */
+  saveState() { return this._impl.saveState(); }
 }
 
 class InlineImpl {
@@ -78,6 +86,7 @@ class InlineImpl {
   }
   async stats() { return this.runner.stats(); }
   async disk() { return this.runner.disk(); }
+  async saveState() { return this.runner.saveState(); }
 }
 
 class WorkerImpl {
@@ -106,6 +115,7 @@ class WorkerImpl {
   }
   stats() { return this.request('stats'); }
   disk() { return this.request('disk'); }
+  saveState() { return this.request('saveState'); }
 }
 
 function createInWorker(opts, build, baseUrl) {
@@ -151,6 +161,37 @@ function createInWorker(opts, build, baseUrl) {
     const o = copyOpts(opts);
     worker.postMessage({ type: 'init', build, baseUrl, opts: o });
   });
+}
+
+async function readBytes(url, gunzip) {
+  if (url.protocol === 'file:') {
+    const { readFile } = await import('node:fs/promises');
+    const b = await readFile(url);
+    if (!gunzip) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    const { gunzipSync } = await import('node:zlib');
+    const g = gunzipSync(b);
+    return new Uint8Array(g.buffer, g.byteOffset, g.byteLength);
+  }
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`tci64: ${url.href}: ${r.status} ${r.statusText}`);
+  if (gunzip) return new Uint8Array(await new Response(r.body.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer());
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+/**
+ * The pre-booted bundled guest this package ships in `pkg/guest/` (built by
+ * scripts/build-web.sh with the native CLI at the guest's shell prompt): `{ state, disk,
+ * console }`, where `console` is the serial output up to the save (the boot log and the
+ * prompt). `Tci64.create({ state, disk })` resumes it at the prompt.
+ */
+export async function bundledState(baseUrl = DEFAULT_BASE_URL) {
+  const dir = new URL('guest/', new URL(baseUrl, globalThis.location?.href));
+  const [state, disk, console] = await Promise.all([
+    readBytes(new URL('tiny.snapshot', dir), false),
+    readBytes(new URL('disk.ext2.gz', dir), true),
+    readBytes(new URL('tiny.console', dir), false),
+  ]);
+  return { state, disk, console };
 }
 
 export default Tci64;

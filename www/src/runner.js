@@ -4,8 +4,9 @@
 
 const SLICE_MS = 16; // run this long before yielding to the event loop
 const BUDGET = 200_000; // instructions per Vm.run call inside a slice
-// In deterministic (icount) mode the machine's device timing follows the run-call boundaries,
-// so use the native CLI's budget: then the serial output matches it byte for byte.
+// In deterministic (icount) mode use the native CLI's budget. The guest does not depend on it
+// (slice ends are machine state, so any budget gives the same bytes); it only sets how often
+// the host regains control, as in the CLI.
 export const CLI_BUDGET = 1 << 20;
 const MAX_IDLE_MS = 10;
 
@@ -28,7 +29,13 @@ export function toBytes(data) {
   throw new TypeError('tci64: expected a string, a Uint8Array or an ArrayBuffer');
 }
 
-/** Create the wasm Vm from create() options; throws a JS Error with the reason. */
+const WASM32_HINT = ' (the wasm32 build keeps guest RAM inside 4 GiB of linear memory; use the wasm64 build for more)';
+
+/**
+ * Create the wasm Vm from create() options; throws a JS Error with the reason. With `state`
+ * (a snapshot) the machine resumes from it and the boot options (kernel, memoryMiB, cmdline,
+ * icountShift, rtcEpochSecs) are not used: the snapshot has them.
+ */
 export function createVm(glue, opts) {
   const bytes = (v, what, required) => {
     if (v === undefined || v === null) {
@@ -37,6 +44,16 @@ export function createVm(glue, opts) {
     }
     return toBytes(v);
   };
+  if (opts.state !== undefined && opts.state !== null) {
+    try {
+      return glue.Vm.fromState(toBytes(opts.state), bytes(opts.disk, 'disk', false), opts.build);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      const err = new Error(`tci64: cannot restore the state: ${msg}`);
+      if (/this build allows at most/.test(msg) && opts.build === 'wasm32') err.message += WASM32_HINT;
+      throw err;
+    }
+  }
   const memoryMiB = opts.memoryMiB ?? 256;
   if (!Number.isInteger(memoryMiB) || memoryMiB < 1) {
     throw new Error(`tci64: memoryMiB must be a positive integer, not ${memoryMiB}`);
@@ -55,7 +72,7 @@ export function createVm(glue, opts) {
     const msg = e instanceof Error ? e.message : String(e);
     const err = new Error(`tci64: ${msg}`);
     if (/cannot allocate/.test(msg) && opts.build === 'wasm32') {
-      err.message += ' (the wasm32 build keeps guest RAM inside 4 GiB of linear memory; use the wasm64 build for more)';
+      err.message += WASM32_HINT;
     }
     throw err;
   }
@@ -145,6 +162,15 @@ export class Runner {
 
   disk() {
     return this.vm.disk();
+  }
+
+  /** The whole machine as a snapshot (between run slices; queued serial input is not in it). */
+  saveState() {
+    try {
+      return this.vm.saveState();
+    } catch (e) {
+      throw new Error(`tci64: cannot save the state: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   emitStats() {

@@ -1,6 +1,6 @@
 // The module Web Worker that owns one VM. Messages in:
 //   {type:'init', build, baseUrl, opts}  {type:'start'}  {type:'pause'}
-//   {type:'serial', bytes}  {type:'stats', id}  {type:'disk', id}
+//   {type:'serial', bytes}  {type:'stats', id}  {type:'disk', id}  {type:'saveState', id}
 // Messages out:
 //   {type:'ready', build, version}  {type:'error', message}  {type:'serial', bytes}
 //   {type:'stats', stats}  {type:'exit', reason}  {type:'reply', id, value}
@@ -37,6 +37,11 @@ self.onmessage = async (ev) => {
       case 'disk': {
         const d = runner?.disk();
         post({ type: 'reply', id: m.id, value: d }, d ? [d.buffer] : []);
+        break;
+      }
+      case 'saveState': {
+        const st = runner.saveState();
+        post({ type: 'reply', id: m.id, value: st }, [st.buffer]);
         break;
       }
       default: throw new Error(`unknown message ${m.type}`);
