@@ -1,7 +1,7 @@
 // The tci64 page: boots the bundled guest in an xterm.js terminal, or the user's own files.
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
-import { Tci64, detectBuild } from './src/index.js';
+import { Tci64, detectBuild, bundledState } from './src/index.js';
 import { runBenchmark, WORKLOADS, ICOUNT_SHIFT } from './bench.js';
 
 const $ = (id) => document.getElementById(id);
@@ -25,10 +25,21 @@ let last = null; // last stats
 let exited = null;
 let build = '?';
 let serialText = ''; // for tests and the boot timer
-const timing = { created: 0, bootOk: 0 };
+// Milliseconds since the page's navigation start: `prompt` when the first live shell prompt is
+// on screen (restored: the VM runs after the state's console log is shown; booted: the guest
+// printed `guest# `), `mode` 'restored' or 'booted'; `created`/`bootOk` time a boot.
+const timing = { created: 0, bootOk: 0, prompt: 0, mode: null, restoreMs: 0 };
+// The disk image the running VM was created with (what a state saved from it needs), the state
+// saved last (Save state), and the shipped pre-booted guest ({ state, disk, console }).
+let vmDisk = null;
+let saved = null;
+let preBooted = null;
 // Benchmark mode: { workload, state: 'running' | 'done' | 'error', results, identical, error }.
 let bench = null;
-window.tci64Page = { timing, get serial() { return serialText; }, get vm() { return vm; }, get bench() { return bench; } };
+window.tci64Page = {
+  timing, get serial() { return serialText; }, get vm() { return vm; }, get bench() { return bench; },
+  get saved() { return saved; }, restore: (state, disk) => resume(state, disk ?? vmDisk, null),
+};
 
 $('cmdline').value = params.get('cmdline') ?? DEFAULT_CMDLINE;
 $('memory').value = params.get('mem') ?? '128';
@@ -60,7 +71,8 @@ async function fetchBytes(url, gunzip = false) {
   return new Uint8Array(await r.arrayBuffer());
 }
 
-async function boot() {
+/** Stop the current VM and start another from `opts` (Tci64.create options without hooks). */
+async function launch(opts, { log = null, restoring = false } = {}) {
   if (vm) { await vm.stop(); vm = null; }
   exited = null;
   paused = false;
@@ -68,26 +80,23 @@ async function boot() {
   serialText = '';
   timing.bootOk = 0;
   term.reset();
-  for (const b of ['pause', 'reset', 'download']) $(b).disabled = true;
+  for (const b of ['pause', 'reset', 'download', 'save-state']) $(b).disabled = true;
   $('bench-button').disabled = !bundled;
   const want = $('build').value;
   build = want === 'auto' ? detectBuild() : want;
-  showStatus(`build: ${build} · loading…`);
+  showStatus(`build: ${build} · ${restoring ? 'restoring' : 'loading'}…`);
   const decoder = new TextDecoder();
   try {
     timing.created = performance.now();
     vm = await Tci64.create({
-      kernel: inputs.kernel,
-      initrd: inputs.initrd,
-      disk: inputs.disk ? inputs.disk.slice() : undefined,
-      cmdline: $('cmdline').value,
-      memoryMiB: Number($('memory').value),
+      ...opts,
       build: want,
       onSerial(bytes) {
         term.write(bytes);
         serialText += decoder.decode(bytes, { stream: true });
         if (serialText.length > 1 << 20) serialText = serialText.slice(-(1 << 19));
-        if (!timing.bootOk && serialText.includes('GUEST-BOOT-OK')) { timing.bootOk = performance.now(); showStatus(); }
+        if (!timing.bootOk && !restoring && serialText.includes('GUEST-BOOT-OK')) { timing.bootOk = performance.now(); showStatus(); }
+        if (!timing.prompt && serialText.includes('guest# ')) { timing.prompt = performance.now(); timing.mode = 'booted'; }
       },
       onStats(s) { last = s; showStatus(); },
       onExit(reason) {
@@ -98,11 +107,19 @@ async function boot() {
       },
       onError(e) { term.write(`\r\n\x1b[31m${e.message}\x1b[0m\r\n`); },
     });
+    vmDisk = opts.disk ?? null;
     build = vm.build;
+    if (restoring) timing.restoreMs = performance.now() - timing.created;
+    if (log) {
+      // What the guest printed before the save: the terminal then looks as after a boot.
+      term.write(log);
+      serialText = decoder.decode(log);
+    }
     vm.start();
+    if (restoring && !timing.prompt) { timing.prompt = performance.now(); timing.mode = 'restored'; }
     $('pause').textContent = 'Pause';
-    for (const b of ['pause', 'reset']) $(b).disabled = false;
-    $('download').disabled = !inputs.disk;
+    for (const b of ['pause', 'reset', 'save-state']) $(b).disabled = false;
+    $('download').disabled = !vmDisk;
     showStatus();
     term.focus();
   } catch (e) {
@@ -112,6 +129,53 @@ async function boot() {
     $('reset').disabled = false;
   }
 }
+
+/** Boot the kernel, initrd and disk of the boot form (the bundled guest by default). */
+function boot() {
+  return launch({
+    kernel: inputs.kernel,
+    initrd: inputs.initrd,
+    disk: inputs.disk ? inputs.disk.slice() : undefined,
+    cmdline: $('cmdline').value,
+    memoryMiB: Number($('memory').value),
+  });
+}
+
+/** Resume a saved state with `disk` (the image the saved VM was created with); `log` is shown first. */
+function resume(state, disk, log) {
+  return launch({ state, disk: disk ? disk.slice() : undefined }, { log, restoring: true });
+}
+
+$('save-state').onclick = async () => {
+  if (!vm) return;
+  try {
+    const t0 = performance.now();
+    const state = await vm.saveState();
+    saved = { state, disk: vmDisk, ms: performance.now() - t0 };
+    $('restore-saved').disabled = false;
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([state], { type: 'application/octet-stream' }));
+    a.download = `tci64-${new Date().toISOString().replace(/[:.]/g, '-')}.snapshot`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    showStatus(`build: ${build} · state saved: ${(state.length / 2 ** 20).toFixed(1)} MiB in ${Math.round(saved.ms)} ms (downloaded; Restore saved goes back to it)`);
+  } catch (e) {
+    showStatus(`build: ${build} · ${e.message}`);
+  }
+  term.focus();
+};
+$('restore-saved').onclick = () => { if (saved) resume(saved.state, saved.disk, null); };
+$('restore-state').onclick = () => $('state-file').click();
+$('state-file').onchange = async (ev) => {
+  const f = ev.target.files[0];
+  ev.target.value = '';
+  if (!f) return;
+  const state = new Uint8Array(await f.arrayBuffer());
+  // The disk a state needs is the image its VM was created with: the current VM's, else the
+  // bundled guest's (the shipped state's and every fresh boot's of the bundled guest).
+  await resume(state, vmDisk ?? bundled?.disk ?? null, null);
+  if (!vm && bundled?.disk && vmDisk !== bundled.disk) await resume(state, bundled.disk, null);
+};
 
 $('pause').onclick = () => {
   if (!vm || exited) return;
@@ -212,7 +276,7 @@ async function startBench(workload) {
   if (bench?.state === 'running') return;
   if (!bundled) return;
   if (vm) { await vm.stop(); vm = null; }
-  for (const b of ['pause', 'reset', 'download', 'bench-button']) $(b).disabled = true;
+  for (const b of ['pause', 'reset', 'download', 'save-state', 'bench-button']) $(b).disabled = true;
   bench = { workload, state: 'running', results: [], identical: null, error: null };
   const decoder = new TextDecoder();
   let current = null;
@@ -292,20 +356,30 @@ drop.addEventListener('drop', async (ev) => {
   if (files.length) { $('custom').open = true; boot(); }
 });
 
-// The bundled guest (copied to dist/guest/ by scripts/build-web.sh and `npm start`).
+// The bundled guest (copied to dist/guest/ by scripts/build-web.sh and `npm start`), and the
+// shipped pre-booted state of it (pkg/guest/): the default page resumes that at the shell prompt,
+// unless ?boot=fresh (or a benchmark) asks for a boot.
+const fresh = params.get('boot') === 'fresh';
+const b = params.get('bench');
+const benchMode = b && b !== '0';
 try {
   showStatus('loading the bundled guest…');
-  const [kernel, initrd, disk] = await Promise.all([
+  const guest = Promise.all([
     fetchBytes('dist/guest/tiny.bzImage'),
     fetchBytes('dist/guest/initramfs.cpio.gz'),
     fetchBytes('dist/guest/disk.ext2.gz', true).catch(() => null),
   ]);
-  Object.assign(inputs, { kernel, initrd, disk });
-  bundled = { kernel, initrd, disk };
+  if (!fresh && !benchMode) {
+    preBooted = await bundledState().catch((e) => { console.warn(`no pre-booted state (${e.message}); booting`); return null; });
+    if (preBooted) await resume(preBooted.state, preBooted.disk, preBooted.console);
+  }
+  const [kernel, initrd, disk] = await guest;
+  Object.assign(inputs, { kernel, initrd, disk: preBooted?.disk ?? disk });
+  bundled = { kernel, initrd, disk: inputs.disk };
+  $('bench-button').disabled = false;
   inputs.names = { kernel: 'tiny.bzImage', initrd: 'initramfs.cpio.gz', disk: disk ? 'disk.ext2' : undefined };
-  const b = params.get('bench');
-  if (b && b !== '0') await startBench(b === 'test' ? 'test' : 'bench');
-  else await boot();
+  if (benchMode) await startBench(b === 'test' ? 'test' : 'bench');
+  else if (!vm) await boot();
 } catch (e) {
   showStatus(`could not load the bundled guest (${e.message}); pick a kernel below`);
   $('custom').open = true;

@@ -1,5 +1,7 @@
 // End to end in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core), for
-// both builds: the page loads, boots the bundled guest in its worker, the terminal shows
+// both builds: the default page resumes the shipped pre-booted state and its shell answers
+// `echo hi` (page load -> prompt timed); Save state / Restore saved / Restore state… go back to
+// a saved state (wasm64). With ?boot=fresh the page boots the bundled guest in its worker, the terminal shows
 // GUEST-BOOT-OK, typing `echo hi` + Enter shows `hi`, the status line names the build, pause
 // and resume work; then (wasm64) the boot form runs the guest's disk test and "Download disk"
 // returns the image the guest wrote. Benchmark mode: ?bench=test (the short deterministic
@@ -42,14 +44,72 @@ after(async () => {
 /** The terminal's visible text, one string per row (xterm's DOM renderer). */
 const screenRows = (page) => page.$$eval('.xterm-rows > div', (rows) => rows.map((r) => r.textContent));
 
+/** Type a line into the terminal and wait for a row that is exactly `want`. */
+async function typeAndSee(page, line, want, timeout = 30_000) {
+  await page.click('#terminal');
+  await page.keyboard.type(line);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(
+    (w) => [...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === w),
+    want, { timeout });
+}
+
 for (const build of ['wasm64', 'wasm32']) {
-  test(`the page boots the guest and its shell answers (${build})`, { timeout: 180_000 }, async () => {
+  test(`the default page resumes the shipped state at the prompt and its shell answers (${build})`, { timeout: 120_000 }, async () => {
     const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
     try {
       await page.goto(`${base}?build=${build}`);
+      await page.waitForFunction(() => window.tci64Page?.timing.prompt > 0, null, { timeout: 60_000 });
+      const t = await page.evaluate(() => window.tci64Page.timing);
+      assert.equal(t.mode, 'restored');
+      const t0 = Date.now();
+      await typeAndSee(page, 'echo hi', 'hi');
+      const answerMs = Date.now() - t0;
+      const rows = await screenRows(page);
+      assert.ok(rows.some((r) => r.includes('echo hi')), rows.join('\n'));
+      // The guest resumed: it did not boot again.
+      const serial = await page.evaluate(() => window.tci64Page.serial);
+      assert.equal(serial.split('GUEST-BOOT-OK').length, 2, 'GUEST-BOOT-OK printed again: the guest booted');
+      assert.match(await page.textContent('#status'), new RegExp(`build: ${build}\\b`));
+      console.log(`# ${build}: page load -> prompt (shipped state) ${(t.prompt / 1000).toFixed(2)} s ` +
+        `(restore ${t.restoreMs.toFixed(0)} ms); 'echo hi' answered in ${answerMs} ms`);
+
+      if (build === 'wasm64') {
+        // Save state keeps and downloads the state; Restore saved and Restore state… go back to it.
+        await typeAndSee(page, 'A=before; echo "A is $A"', 'A is before');
+        const [download] = await Promise.all([page.waitForEvent('download'), page.click('#save-state')]);
+        const file = await download.path();
+        const head = (await import('node:fs')).readFileSync(file).subarray(0, 8).toString('latin1');
+        assert.equal(head, 'TCI64SNP');
+        assert.match(download.suggestedFilename(), /\.snapshot$/);
+        const saved = await page.evaluate(() => ({ bytes: window.tci64Page.saved.state.length, ms: window.tci64Page.saved.ms }));
+        await typeAndSee(page, 'A=after; echo "A is $A"', 'A is after');
+        await page.click('#restore-saved');
+        await page.waitForFunction(() => window.tci64Page.vm && /running/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+        const r0 = await page.evaluate(() => window.tci64Page.timing.restoreMs);
+        await typeAndSee(page, 'echo "A was $A"', 'A was before');
+        await page.setInputFiles('#state-file', file);
+        await page.waitForFunction(() => !document.querySelector('.xterm-rows').textContent.includes('A was'), null, { timeout: 30_000 });
+        await page.waitForFunction(() => window.tci64Page.vm && /running/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+        await typeAndSee(page, 'echo "A is still $A"', 'A is still before');
+        console.log(`# wasm64: Save state ${(saved.bytes / 2 ** 20).toFixed(2)} MiB in ${saved.ms.toFixed(0)} ms; Restore saved in ${r0.toFixed(0)} ms`);
+      }
+      assert.deepEqual(errors, []);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test(`the page boots the guest and its shell answers (${build})`, { timeout: 180_000 }, async () => {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    try {
+      await page.goto(`${base}?build=${build}&boot=fresh`);
       await page.waitForFunction(() => window.tci64Page?.timing.bootOk > 0, null, { timeout: 150_000 });
       const t = await page.evaluate(() => window.tci64Page.timing);
       const bootSecs = (t.bootOk - t.created) / 1000;
@@ -70,7 +130,9 @@ for (const build of ['wasm64', 'wasm32']) {
       assert.match(status, new RegExp(`build: ${build}\\b`));
       const shot = join(shots, `tci64-${build}.png`);
       await page.screenshot({ path: shot });
-      console.log(`# ${build}: boot to GUEST-BOOT-OK ${bootSecs.toFixed(2)} s; status: ${status}; screenshot ${shot}`);
+      const prompt = await page.evaluate(() => window.tci64Page.timing);
+      assert.equal(prompt.mode, 'booted');
+      console.log(`# ${build}: boot to GUEST-BOOT-OK ${bootSecs.toFixed(2)} s; page load -> prompt (boot) ${(prompt.prompt / 1000).toFixed(2)} s; status: ${status}; screenshot ${shot}`);
 
       // Pause stops the instruction counter; Resume restarts it.
       await page.click('#pause');
@@ -95,7 +157,7 @@ test('the boot form runs the guest disk test; Download disk returns the written 
   page.on('pageerror', (e) => errors.push(e.message));
   try {
     await page.goto(`${base}?build=wasm64`);
-    await page.waitForFunction(() => window.tci64Page?.timing.bootOk > 0, null, { timeout: 150_000 });
+    await page.waitForFunction(() => window.tci64Page?.timing.prompt > 0, null, { timeout: 150_000 });
     await page.click('#custom > summary');
     await page.fill('#cmdline', 'console=ttyS0 panic=-1 reboot=t guest.test=1');
     await page.click('#boot');
