@@ -2,7 +2,9 @@
 //!
 //! Requests: IN, OUT, FLUSH, GET_ID, WRITE_ZEROES. Anything else gets UNSUPP. Reads and writes
 //! outside the disk, with a length that is not a multiple of 512, to a read-only disk, or
-//! whose buffers fall outside guest RAM complete with IOERR (the backend is untouched). A chain
+//! whose buffers fall outside guest RAM complete with IOERR, and the disk is untouched: every
+//! buffer of a request is checked ([`GuestMemory::check`]) before the first byte moves, so a bad
+//! later descriptor never leaves earlier chunks written (virtio 1.2 §2.7.4). A chain
 //! without a writable status byte cannot be answered and is reported as a device error (the
 //! transport then sets DEVICE_NEEDS_RESET). Data moves in bounded chunks, so a huge descriptor
 //! length never allocates more than [`CHUNK`] bytes.
@@ -60,6 +62,8 @@ pub const SIZE_MAX: u32 = 1 << 20;
 pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 /// max_write_zeroes_sectors advertised.
 pub const MAX_WRITE_ZEROES_SECTORS: u32 = 1 << 16;
+/// max_write_zeroes_seg advertised (segments per WRITE_ZEROES request; more fail with IOERR).
+pub const MAX_WRITE_ZEROES_SEG: u32 = 1;
 
 /// Config space offsets (struct virtio_blk_config).
 pub const CFG_CAPACITY: usize = 0x00;
@@ -118,6 +122,13 @@ impl std::fmt::Debug for VirtioBlk {
             .field("counters", &self.counters)
             .finish()
     }
+}
+
+/// Whether every buffer of a list is guest RAM.
+fn all_in_ram(mem: &dyn GuestMemory, descs: &[Descriptor]) -> bool {
+    descs
+        .iter()
+        .all(|d| mem.check(d.addr, u64::from(d.len)).is_ok())
 }
 
 /// Copy `buf.len()` bytes at byte `offset` of a buffer list from guest memory.
@@ -191,7 +202,7 @@ impl VirtioBlk {
         c[CFG_MAX_WRITE_ZEROES_SECTORS..CFG_MAX_WRITE_ZEROES_SECTORS + 4]
             .copy_from_slice(&MAX_WRITE_ZEROES_SECTORS.to_le_bytes());
         c[CFG_MAX_WRITE_ZEROES_SEG..CFG_MAX_WRITE_ZEROES_SEG + 4]
-            .copy_from_slice(&1u32.to_le_bytes());
+            .copy_from_slice(&MAX_WRITE_ZEROES_SEG.to_le_bytes());
         c
     }
 
@@ -251,13 +262,20 @@ impl VirtioBlk {
     }
 
     fn write_zeroes(&mut self, mem: &dyn GuestMemory, out: &[Descriptor], len: u64) -> u8 {
-        if self.read_only || len == 0 || !len.is_multiple_of(16) {
+        // At most MAX_WRITE_ZEROES_SEG (advertised) segments, all read and checked before the
+        // first is applied: a bad later segment leaves the disk untouched.
+        if self.read_only
+            || len == 0
+            || !len.is_multiple_of(16)
+            || len / 16 > u64::from(MAX_WRITE_ZEROES_SEG)
+        {
             return VIRTIO_BLK_S_IOERR;
         }
-        let zeros = vec![0u8; CHUNK];
-        for i in 0..len / 16 {
+        let mut ranges = [(0u64, 0u64); MAX_WRITE_ZEROES_SEG as usize];
+        let n = (len / 16) as usize;
+        for (i, r) in ranges[..n].iter_mut().enumerate() {
             let mut seg = [0u8; 16];
-            if gather(mem, out, i * 16, &mut seg).is_none() {
+            if gather(mem, out, i as u64 * 16, &mut seg).is_none() {
                 return VIRTIO_BLK_S_IOERR;
             }
             let sector = u64::from_le_bytes(seg[0..8].try_into().unwrap_or_default());
@@ -267,9 +285,13 @@ impl VirtioBlk {
                 return VIRTIO_BLK_S_UNSUPP;
             }
             let bytes = u64::from(sectors) * SECTOR_SIZE;
-            let Some(mut off) = self.range(sector, bytes) else {
+            let Some(off) = self.range(sector, bytes) else {
                 return VIRTIO_BLK_S_IOERR;
             };
+            *r = (off, bytes);
+        }
+        let zeros = vec![0u8; CHUNK];
+        for &(mut off, bytes) in &ranges[..n] {
             let end = off + bytes;
             while off < end {
                 let n = (end - off).min(CHUNK as u64) as usize;
@@ -333,7 +355,9 @@ impl VirtioBlk {
             let sector = u64::from_le_bytes(hdr[8..16].try_into().unwrap_or_default());
             match ty {
                 VIRTIO_BLK_T_IN => match self.range(sector, in_len) {
-                    Some(off) if in_len.is_multiple_of(SECTOR_SIZE) => {
+                    Some(off)
+                        if in_len.is_multiple_of(SECTOR_SIZE) && all_in_ram(mem, &writable) =>
+                    {
                         match self.do_read(mem, &writable, off) {
                             Some(n) => {
                                 used = n;
@@ -346,7 +370,11 @@ impl VirtioBlk {
                     _ => VIRTIO_BLK_S_IOERR,
                 },
                 VIRTIO_BLK_T_OUT => match self.range(sector, out_len) {
-                    Some(off) if !self.read_only && out_len.is_multiple_of(SECTOR_SIZE) => {
+                    Some(off)
+                        if !self.read_only
+                            && out_len.is_multiple_of(SECTOR_SIZE)
+                            && all_in_ram(mem, &out) =>
+                    {
                         match self.do_write(mem, &out, off) {
                             Some(n) => {
                                 self.counters.bytes_written += n;

@@ -796,6 +796,54 @@ mod tests {
     }
 
     #[test]
+    fn a_request_with_a_bad_later_buffer_writes_nothing() {
+        // Header, two good 512-byte buffers, then one past RAM (and one straddling its end):
+        // the request fails with IOERR and no sector of it reaches the disk.
+        let img = disk();
+        for bad in [0x1_0000_0000, RAM as u64 - 256] {
+            let mut d = Drv::probe(img.clone(), false, false);
+            let mut h = [0u8; 16];
+            h[0..4].copy_from_slice(&VIRTIO_BLK_T_OUT.to_le_bytes());
+            h[8..16].copy_from_slice(&4u64.to_le_bytes());
+            GuestMemory::write(&mut d.mem, HDR, &h).unwrap();
+            d.mem[DATA as usize..DATA as usize + 1024].fill(0xA5);
+            put_desc(&mut d.mem, d.desc, 0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+            put_desc(&mut d.mem, d.desc, 1, DATA, 512, VIRTQ_DESC_F_NEXT, 2);
+            put_desc(&mut d.mem, d.desc, 2, DATA + 512, 512, VIRTQ_DESC_F_NEXT, 3);
+            put_desc(&mut d.mem, d.desc, 3, bad, 512, VIRTQ_DESC_F_NEXT, 4);
+            put_desc(&mut d.mem, d.desc, 4, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+            assert_eq!(d.submit(0), Some((0, 1)));
+            assert_eq!(
+                d.mem[STATUS as usize], VIRTIO_BLK_S_IOERR,
+                "bad buffer {bad:#x}"
+            );
+            let mut back = vec![0u8; img.len()];
+            let dev = d.dev.device_mut();
+            dev.backend_mut().read_at(0, &mut back).unwrap();
+            assert_eq!(back, img, "bad buffer {bad:#x}: the disk changed");
+            assert_eq!(dev.counters().bytes_written, 0);
+        }
+        // WRITE_ZEROES with a second segment (more than max_write_zeroes_seg) fails whole.
+        let mut d = Drv::probe(img.clone(), false, false);
+        let mut segs = [0u8; 32];
+        segs[8..12].copy_from_slice(&1u32.to_le_bytes());
+        segs[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        segs[24..28].copy_from_slice(&1u32.to_le_bytes());
+        GuestMemory::write(&mut d.mem, DATA, &segs).unwrap();
+        assert_eq!(
+            d.request(VIRTIO_BLK_T_WRITE_ZEROES, 0, 32, true).0,
+            VIRTIO_BLK_S_IOERR
+        );
+        let mut back = vec![0u8; img.len()];
+        d.dev
+            .device_mut()
+            .backend_mut()
+            .read_at(0, &mut back)
+            .unwrap();
+        assert_eq!(back, img, "WRITE_ZEROES: the disk changed");
+    }
+
+    #[test]
     fn indirect_request() {
         let img = disk();
         let mut d = Drv::probe(img.clone(), false, false);
