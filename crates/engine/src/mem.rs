@@ -82,6 +82,25 @@ pub struct Memory {
     tlb: Box<[[TlbEntry; TLB_ENTRIES]; MMU_INDICES]>,
 }
 
+/// `len` zero bytes from the allocator's zeroed path (calloc, or fresh pages on wasm), so the
+/// operating system maps guest RAM lazily: writing the zeros (`resize`) touched every page of
+/// it at power-on, which for the fuzz targets was nearly all the time of a machine's creation
+/// and natively made the whole RAM resident at once. `None` if the allocation fails.
+fn zeroed(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: `layout` has a non-zero size (checked above).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` comes from the global allocator with the layout of `[u8; len]` (so capacity
+    // `len`), and its `len` bytes are initialized (zero).
+    Some(unsafe { Vec::from_raw_parts(p, len, len) })
+}
+
 /// Start of high RAM when the guest has more RAM than fits below the hole.
 pub const HIGH_RAM_BASE: u64 = 1 << 32;
 
@@ -100,10 +119,7 @@ impl Memory {
             .ok_or(crate::EngineError::RamTooLarge(
                 low_size.saturating_add(high_size),
             ))?;
-        let mut ram = Vec::new();
-        ram.try_reserve_exact(total)
-            .map_err(|_| crate::EngineError::RamTooLarge(total as u64))?;
-        ram.resize(total, 0);
+        let ram = zeroed(total).ok_or(crate::EngineError::RamTooLarge(total as u64))?;
         let pages = total / PAGE_SIZE as usize;
         Ok(Memory {
             ram,
