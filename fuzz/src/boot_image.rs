@@ -18,7 +18,7 @@ use tci64_machine::{HostClock, Machine, MachineConfig, MachineType, PlatformConf
 pub static TINY_BZIMAGE: &[u8] = include_bytes!("../../guest/tiny.bzImage");
 
 /// Instructions run after a successful load.
-pub const BUDGET: u64 = 30_000;
+pub const BUDGET: u64 = 5_000;
 
 struct FixedClock;
 impl HostClock for FixedClock {

@@ -2,7 +2,8 @@
 //! compatibility mode, with paging on and a bounded instruction budget. Every exception and
 //! software interrupt goes to a recording handler that logs (vector, error code, RIP, CS) in
 //! guest memory and resumes one byte after the faulting RIP, so a program goes on past its
-//! faults; after [`MAX_EVENTS`] events the handler halts.
+//! faults; after [`MAX_EVENTS`] events, or at a fault outside the program (the bytes after it
+//! are HLT), the handler halts.
 //!
 //! Properties: no host panic or hang, and the same program with the optimizer on and off
 //! (`Core::optimize`) ends in the same architectural state: GPRs, RIP, RFLAGS, segment bases,
@@ -30,6 +31,11 @@ const GDT: u64 = 0x5000;
 const IDT: u64 = 0x6000;
 const TSS: u64 = 0x7000;
 const DTPTR: u64 = 0x7f00;
+/// The program's bounds: the handler stops the run at a fault outside the program, and what
+/// follows the program is HLT (at CPL 3 a #GP), so a program that runs off its end stops at
+/// once instead of executing zeros up to the budget.
+const CODE_START: u64 = 0x7fe8;
+const CODE_END: u64 = 0x7ff0;
 /// The exception log: a count at `LOG`, then 32-byte entries.
 pub const LOG: u64 = 0x8000;
 /// Events logged before the handler stops the run (HLT with interrupts off).
@@ -53,8 +59,20 @@ const TSS_SEL: u16 = 0x30;
 const UCODE32: u16 = 0x43;
 /// Longest program.
 pub const MAX_CODE: usize = 4096;
-/// Instruction budget per run.
-pub const BUDGET: u64 = 5_000;
+/// Instruction budget per run, in [`CHUNKS`] slices of [`CHUNK`].
+pub const BUDGET: u64 = CHUNK * CHUNKS as u64;
+/// Instructions per slice.
+pub const CHUNK: u64 = 20;
+/// Slices per run at most.
+pub const CHUNKS: u32 = 250;
+/// Blocks invalidated (or translated) after which a run stops at the end of its slice. Code
+/// that keeps rewriting the page it runs from (random stores through pointers into it)
+/// retranslates after every store and would otherwise spend the whole budget in the
+/// translator: the first run decides where to stop and the second runs the same number of
+/// slices.
+pub const MAX_INVALIDATED: u64 = 32;
+/// See [`MAX_INVALIDATED`].
+pub const MAX_TRANSLATED: u64 = 512;
 /// Guest instructions per block at most: short blocks keep translation (and the optimizer's
 /// passes over long blocks) from dominating each run, and put more block boundaries, chains and
 /// jump-cache lookups in the way of the program.
@@ -150,6 +168,12 @@ fn system_code() -> &'static SystemCode {
                 a.mov(rbx, qword_ptr(rsp + off))?;
                 a.mov(qword_ptr(rax + (LOG + 8 + 8 * i as u64) as i32), rbx)?;
             }
+            // Logged; a fault outside the program ends the run.
+            a.mov(rbx, qword_ptr(rsp + 32))?;
+            a.cmp(rbx, qword_ptr(CODE_START))?;
+            a.jb(stop)?;
+            a.cmp(rbx, qword_ptr(CODE_END))?;
+            a.jae(stop)?;
             // Resume one byte after the reported RIP.
             a.inc(qword_ptr(rsp + 32))?;
             a.pop(rbx)?;
@@ -242,7 +266,11 @@ fn build(mode: u8, seed: u8, code: &[u8], optimize: bool) -> Cpu {
     cpu.write_phys(COMMON, &sys.common);
     let mode = usize::from(mode % 3);
     cpu.write_phys(PROLOGUE, &sys.prologue[mode]);
-    cpu.write_phys(if mode == 0 { KCODE_AT } else { UCODE_AT }, code);
+    let at = if mode == 0 { KCODE_AT } else { UCODE_AT };
+    cpu.write_phys(at, &[0xf4; MAX_CODE + 16]);
+    cpu.write_phys(at, code);
+    w64(&mut cpu, CODE_START, at);
+    w64(&mut cpu, CODE_END, at + code.len() as u64);
     cpu.enter_long_mode(&LongModeEntry {
         rip: PROLOGUE,
         rsi: 0,
@@ -284,27 +312,50 @@ pub struct Outcome {
     pub log: Vec<[u64; 4]>,
 }
 
-/// Run `code` in `mode` with the optimizer on or off; returns the outcome and guest RAM.
-pub fn run(mode: u8, seed: u8, code: &[u8], optimize: bool) -> (Outcome, Vec<u8>) {
+/// Run `code` in `mode` with the optimizer on or off; returns the outcome and the CPU (whose
+/// RAM [`first_difference`] compares).
+pub fn run(mode: u8, seed: u8, code: &[u8], optimize: bool) -> (Outcome, Cpu) {
+    let (o, cpu, _) = run_slices(mode, seed, code, optimize, None);
+    (o, cpu)
+}
+
+/// [`run`] for `slices` slices of [`CHUNK`] instructions, or, with `None`, up to [`CHUNKS`]
+/// slices until [`MAX_INVALIDATED`]; returns the slices run too.
+pub fn run_slices(
+    mode: u8,
+    seed: u8,
+    code: &[u8],
+    optimize: bool,
+    slices: Option<u32>,
+) -> (Outcome, Cpu, u32) {
     let code = &code[..code.len().min(MAX_CODE)];
     let mut cpu = build(mode, seed, code, optimize);
     let mut bus = Bus::default();
-    let exit = cpu.run(&mut bus, BUDGET);
+    let mut ran = 0;
+    let exit = loop {
+        let e = cpu.run(&mut bus, CHUNK);
+        ran += 1;
+        let done = match slices {
+            Some(s) => ran >= s,
+            None => {
+                let st = &cpu.core().stats;
+                ran >= CHUNKS
+                    || st.tbs_invalidated > MAX_INVALIDATED
+                    || st.tbs_translated > MAX_TRANSLATED
+            }
+        };
+        if e != CpuExit::Budget || done {
+            break e;
+        }
+    };
     let c = cpu.core();
     let mut regs: Vec<u64> = c.regs.0[..=tci64_x86::regs::RIP as usize].to_vec();
     regs.push(tci64_x86::cpu::rflags(c));
     regs.extend_from_slice(&c.regs.0[22..28]);
     let st = c.guest.clone();
-    let mut ram = vec![0u8; RAM as usize];
-    assert!(cpu.read_phys(0, &mut ram));
-    let n = u64::from_le_bytes(ram[LOG as usize..LOG as usize + 8].try_into().unwrap());
-    let log = (0..n.min(MAX_EVENTS) as usize)
-        .map(|i| {
-            let at = LOG as usize + 8 + 32 * i;
-            std::array::from_fn(|k| {
-                u64::from_le_bytes(ram[at + 8 * k..at + 8 * k + 8].try_into().unwrap())
-            })
-        })
+    let n = c.mem.read_phys_u(LOG, 8);
+    let log = (0..n.min(MAX_EVENTS))
+        .map(|i| std::array::from_fn(|k| c.mem.read_phys_u(LOG + 8 + 32 * i + 8 * k as u64, 8)))
         .collect();
     let out = Outcome {
         exit,
@@ -314,7 +365,20 @@ pub fn run(mode: u8, seed: u8, code: &[u8], optimize: bool) -> (Outcome, Vec<u8>
         bus: bus.writes,
         log,
     };
-    (out, ram)
+    (out, cpu, ran)
+}
+
+/// The first physical address where two CPUs' RAM differs, with both bytes.
+pub fn first_difference(a: &Cpu, b: &Cpu) -> Option<(u64, u8, u8)> {
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    for base in (0..RAM).step_by(x.len()) {
+        assert!(a.read_phys(base, &mut x) && b.read_phys(base, &mut y));
+        if x != y {
+            let i = x.iter().zip(&y).position(|(p, q)| p != q)?;
+            return Some((base + i as u64, x[i], y[i]));
+        }
+    }
+    None
 }
 
 /// The fuzz target: run the program with the optimizer on and off and compare.
@@ -323,15 +387,11 @@ pub fn guest_code(data: &[u8]) {
         [m, s, rest @ ..] => (*m, *s, rest),
         _ => return,
     };
-    let (a, ram_a) = run(mode, seed, code, true);
-    let (b, ram_b) = run(mode, seed, code, false);
+    let (b, cpu_b, n) = run_slices(mode, seed, code, false, None);
+    let (a, cpu_a, _) = run_slices(mode, seed, code, true, Some(n));
     assert_eq!(a, b, "optimizer on (left) and off (right) disagree");
-    if ram_a != ram_b {
-        let at = ram_a.iter().zip(&ram_b).position(|(x, y)| x != y).unwrap();
-        panic!(
-            "optimizer on and off leave different memory: first difference at {at:#x} ({:#x} vs {:#x})",
-            ram_a[at], ram_b[at]
-        );
+    if let Some((at, x, y)) = first_difference(&cpu_a, &cpu_b) {
+        panic!("optimizer on and off leave different memory: first difference at {at:#x} ({x:#x} vs {y:#x})");
     }
 }
 
