@@ -1,3 +1,4 @@
+//! Time a target on inputs: `cargo run --release -p tci64-fuzz --example tstat -- TARGET FILE...`
 fn main() {
     let mut a = std::env::args().skip(1);
     let t = a.next().unwrap();
