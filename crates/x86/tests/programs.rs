@@ -424,3 +424,175 @@ fn rep_fault_exact_progress() {
         .chunks(8)
         .all(|c| u64::from_le_bytes(c.try_into().unwrap()) == 0x1122_3344_5566_7788));
 }
+
+/// What `rep movs` does element by element (the SDM's loop) on a byte image `m` indexed by
+/// address - `base`: the reference for the bulk copies.
+fn movs_reference(m: &mut [u8], base: u64, src: u64, dst: u64, n: usize, count: usize, df: bool) {
+    let (mut s, mut d) = ((src - base) as isize, (dst - base) as isize);
+    let step = if df { -(n as isize) } else { n as isize };
+    for _ in 0..count {
+        let mut e = [0u8; 8];
+        e[..n].copy_from_slice(&m[s as usize..s as usize + n]);
+        m[d as usize..d as usize + n].copy_from_slice(&e[..n]);
+        s += step;
+        d += step;
+    }
+}
+
+/// Overlapping `rep movs` in both directions, by distances shorter than, equal to and longer
+/// than the element, through two virtual aliases of one physical page, across pages: the
+/// same bytes and registers as the element-by-element loop.
+#[test]
+fn rep_movs_overlaps_like_the_element_loop() {
+    // 14-16 MiB virtual aliases physical 0-2 MiB (PD entry 7).
+    const ALIAS: u64 = 7 << 21;
+    let region = 3 * 4096usize;
+    let cases: &[(u64, u64, usize, usize, bool)] = &[
+        // (src, dst, element size, count, DF)
+        (DATA + 10, DATA + 11, 1, 5000, false),
+        (DATA + 10, ALIAS + DATA + 11, 1, 5000, false),
+        (DATA + 100, DATA + 103, 2, 2000, false),
+        (DATA + 100, DATA + 108, 8, 700, false),
+        (DATA + 100, DATA + 105, 8, 700, false),
+        (DATA + 8000, DATA + 7995, 4, 1500, true),
+        (DATA + 8000, ALIAS + DATA + 7992, 8, 900, true),
+        (DATA + 8000, DATA + 8003, 4, 1500, true),
+        (DATA + 200, DATA + 100, 8, 1000, false),
+        (DATA + 9000, DATA + 9100, 2, 3000, true),
+    ];
+    for &(src, dst, n, count, df) in cases {
+        let code = assemble(|a| {
+            a.mov(rsi, src).unwrap();
+            a.mov(rdi, dst).unwrap();
+            a.mov(ecx, count as u32).unwrap();
+            if df {
+                a.std().unwrap();
+            }
+            match n {
+                1 => a.rep().movsb().unwrap(),
+                2 => a.rep().movsw().unwrap(),
+                4 => a.rep().movsd().unwrap(),
+                _ => a.rep().movsq().unwrap(),
+            }
+            a.cld().unwrap();
+            a.hlt().unwrap();
+        });
+        let mut img: Vec<u8> = (0..region).map(|k| (k * 13 + k / 97) as u8).collect();
+        let cpu = run(
+            &code,
+            |c| {
+                assert!(c.write_phys(DATA, &img));
+                c.core_mut().mem.write_phys_u(0x3000 + 7 * 8, 8, 0x87);
+            },
+            100_000,
+        );
+        let un = |a: u64| a & !ALIAS;
+        movs_reference(&mut img, DATA, un(src), un(dst), n, count, df);
+        let what = format!("src {src:#x} dst {dst:#x} n {n} count {count} df {df}");
+        assert_eq!(read(&cpu, DATA, region), img, "{what}");
+        let moved = (n * count) as u64;
+        let (s_end, d_end) = if df {
+            (src - moved, dst - moved)
+        } else {
+            (src + moved, dst + moved)
+        };
+        assert_eq!(
+            (cpu.reg(RSI), cpu.reg(RDI), cpu.reg(RCX)),
+            (s_end, d_end, 0),
+            "{what}"
+        );
+    }
+}
+
+/// `rep stos` of every size in both directions across pages fills exactly its elements.
+#[test]
+fn rep_stos_fills_exactly() {
+    for (n, df) in [
+        (1usize, false),
+        (2, true),
+        (4, false),
+        (8, true),
+        (8, false),
+    ] {
+        let count = 9000 / n;
+        let start = if df { DATA + 12_000 } else { DATA + 3 };
+        let code = assemble(|a| {
+            a.mov(rdi, start).unwrap();
+            a.mov(ecx, count as u32).unwrap();
+            a.mov(rax, 0x8877_6655_4433_2211u64).unwrap();
+            if df {
+                a.std().unwrap();
+            }
+            match n {
+                1 => a.rep().stosb().unwrap(),
+                2 => a.rep().stosw().unwrap(),
+                4 => a.rep().stosd().unwrap(),
+                _ => a.rep().stosq().unwrap(),
+            }
+            a.cld().unwrap();
+            a.hlt().unwrap();
+        });
+        let cpu = run(&code, |_| {}, 100_000);
+        let len = 16_384usize;
+        let mut want = vec![0u8; len];
+        let pat = 0x8877_6655_4433_2211u64.to_le_bytes();
+        for k in 0..count {
+            let at = if df {
+                start - DATA - (k * n) as u64
+            } else {
+                start - DATA + (k * n) as u64
+            } as usize;
+            want[at..at + n].copy_from_slice(&pat[..n]);
+        }
+        assert_eq!(read(&cpu, DATA, len), want, "stos n {n} df {df}");
+        assert_eq!(cpu.reg(RCX), 0);
+    }
+}
+
+/// A `rep movsb` that overwrites code after it in its own page (a code page: the element loop
+/// with its self-modifying-code checks) runs the new code.
+#[test]
+fn rep_movs_into_its_own_code_page() {
+    let new_code = assemble(|a| {
+        a.mov(eax, 42u32).unwrap();
+        a.hlt().unwrap();
+    });
+    let code = assemble(|a| {
+        let mut patch = a.create_label();
+        a.mov(rsi, DATA).unwrap();
+        a.lea(rdi, ptr(patch)).unwrap();
+        a.mov(ecx, new_code.len() as u32).unwrap();
+        a.rep().movsb().unwrap();
+        a.set_label(&mut patch).unwrap();
+        a.mov(eax, 1u32).unwrap();
+        a.hlt().unwrap();
+    });
+    let cpu = run(&code, |c| assert!(c.write_phys(DATA, &new_code)), 1000);
+    assert_eq!(cpu.reg(RAX), 42);
+}
+
+/// A long `rep` ends a run's instruction budget part-way, with exact progress (each yield
+/// to the run loop counts as one instruction), and the next run finishes it.
+#[test]
+fn long_rep_respects_the_budget() {
+    let count = 1u32 << 20;
+    let code = assemble(|a| {
+        a.mov(rdi, DATA).unwrap();
+        a.mov(ecx, count).unwrap();
+        a.mov(al, 0x77).unwrap();
+        a.rep().stosb().unwrap();
+        a.hlt().unwrap();
+    });
+    let mut cpu = machine(&code);
+    let mut bus = TestBus::default();
+    assert_eq!(cpu.run(&mut bus, 8), CpuExit::Budget);
+    let left = cpu.reg(RCX);
+    assert!(left > 0 && left < u64::from(count), "RCX {left:#x}");
+    assert_eq!(cpu.reg(RDI) - DATA, u64::from(count) - left);
+    let e = run_to_hlt(&mut cpu, &mut bus, 1_000_000);
+    assert!(matches!(e, CpuExit::Halted { .. }), "{e:?}");
+    assert_eq!((cpu.reg(RCX), cpu.reg(RDI)), (0, DATA + u64::from(count)));
+    let m = read(&cpu, DATA, count as usize + 1);
+    assert!(m[..count as usize].iter().all(|&b| b == 0x77));
+    assert_eq!(m[count as usize], 0);
+}

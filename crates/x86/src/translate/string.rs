@@ -4,7 +4,10 @@
 //! Every form runs in one helper that loops, writing RCX/RSI/RDI back after each element, so
 //! a fault part-way leaves exact progress and the instruction restarts where it stopped; a
 //! long `rep` yields to the run loop every [`CHUNK`] elements (`Trap::Restart`) so pending
-//! interrupts are taken.
+//! interrupts are taken, and each yield counts as one instruction (the run's budget ends).
+//! `rep movs`/`rep stos` move whole runs of elements at once where both sides are plain RAM
+//! already in the TLB ([`bulk`]): one `copy_within` or fill per page, the element loop for
+//! everything else (TLB misses, faults, MMIO, code pages, watchpoints, straddling elements).
 
 use super::{Flow, Tr};
 use crate::flags::{cc, mask, CcKind};
@@ -13,6 +16,7 @@ use crate::hflags;
 use crate::regs::*;
 use crate::X86;
 use iced_x86::{Mnemonic, OpKind, Register};
+use tci64_engine::mem::{PAGE_MASK, PAGE_SIZE};
 use tci64_engine::{Core, Trap};
 
 helpers!(pub enum StrH @ base::STRING; {
@@ -128,11 +132,35 @@ fn h_string(c: &mut Core<X86>, bus: &mut Bus, op: u64, sbase: u64, _: u64) -> Re
             break;
         }
         if done == CHUNK {
-            // Yield with exact progress; the instruction restarts from RIP.
+            // Yield with exact progress; the instruction restarts from RIP. The chunk counts
+            // as one instruction, so a long `rep` also ends a run's instruction budget (and
+            // advances the `-icount` clock) instead of holding the run loop until RCX is 0.
+            c.icount += 1;
             return Err(Trap::Restart);
         }
         let rsi = c.regs.0[RSI as usize];
         let rdi = c.regs.0[RDI as usize];
+        if rep != 0 && matches!(kind, K_MOVS | K_STOS) {
+            let want = (rcx & amask).min(u64::from(CHUNK - done));
+            let b = Bulk {
+                n: n as u64,
+                back: step != n as u64,
+                amask,
+                want,
+                mmu,
+            };
+            let k = bulk(c, &b, kind, (lin(sbase, rsi), rsi), (lin(dbase, rdi), rdi));
+            if k != 0 {
+                let adv = step.wrapping_mul(k);
+                if kind == K_MOVS {
+                    set_reg(c, RSI, asz, rsi.wrapping_add(adv));
+                }
+                set_reg(c, RDI, asz, rdi.wrapping_add(adv));
+                set_reg(c, RCX, asz, rcx.wrapping_sub(k));
+                done += k as u32;
+                continue;
+            }
+        }
         match kind {
             K_MOVS => {
                 let v = rd(c, bus, lin(sbase, rsi), n, mmu)?;
@@ -182,6 +210,112 @@ fn h_string(c: &mut Core<X86>, bus: &mut Bus, op: u64, sbase: u64, _: u64) -> Re
         r[CC_OP as usize] = cc(CcKind::Sub, s) as u64;
     }
     Ok(0)
+}
+
+/// What one bulk step of a `rep movs`/`rep stos` may do.
+struct Bulk {
+    /// Element size in bytes.
+    n: u64,
+    /// DF set: the elements go down from the current one.
+    back: bool,
+    /// The address-size mask of the index registers.
+    amask: u64,
+    /// Elements wanted at most (count left, and the rest of this call's chunk).
+    want: u64,
+    mmu: u8,
+}
+
+/// How many elements from the one at (linear address, index register) `at` lie in its page,
+/// contiguous in linear addresses (the index register does not wrap), at most `b.want`.
+fn span(b: &Bulk, (a, off): (u64, u64)) -> u64 {
+    let in_page = a & PAGE_MASK;
+    if in_page + b.n > PAGE_SIZE {
+        return 0;
+    }
+    let off = off & b.amask;
+    let (page_room, wrap_room) = if b.back {
+        (in_page / b.n + 1, off / b.n + 1)
+    } else {
+        (
+            (PAGE_SIZE - in_page) / b.n,
+            ((b.amask - off) / b.n).saturating_add(1),
+        )
+    };
+    b.want.min(page_room).min(wrap_room)
+}
+
+/// The RAM index of the page of `a` if the TLB maps it to plain RAM for this access (no MMIO,
+/// no translated code, no watchpoint: the tag is the bare page address), else `None`.
+fn ram_page(c: &Core<X86>, mmu: u8, a: u64, write: bool) -> Option<u64> {
+    let e = c.mem.tlb_entry(mmu, a);
+    let tag = if write { e.write } else { e.read };
+    (tag == a & !PAGE_MASK).then(|| (a & !PAGE_MASK).wrapping_add(e.addend))
+}
+
+/// Do as many elements of a `rep movs`/`rep stos` as one host copy or fill can, exactly as
+/// the element loop would: the source and destination elements all inside one page each,
+/// both mapped to plain RAM in the TLB already, and (for an overlapping move in the direction
+/// where later elements read what earlier ones wrote) no more elements than the distance.
+/// Returns the number done, 0 when the element loop must take the next element (a TLB miss,
+/// a fault, MMIO, a code page, a watchpoint, a page-straddling element).
+fn bulk(c: &mut Core<X86>, b: &Bulk, kind: u64, src: (u64, u64), dst: (u64, u64)) -> u64 {
+    let mut k = span(b, dst);
+    if k == 0 {
+        return 0;
+    }
+    let Some(dpage) = ram_page(c, b.mmu, dst.0, true) else {
+        return 0;
+    };
+    // The lowest byte the k elements touch, as a RAM index.
+    let low = |a: u64, page: u64, k: u64| {
+        let first = page + (a & PAGE_MASK);
+        if b.back {
+            first - (k - 1) * b.n
+        } else {
+            first
+        }
+    };
+    let n = b.n as usize;
+    if kind == K_MOVS {
+        k = k.min(span(b, src));
+        if k == 0 {
+            return 0;
+        }
+        let Some(spage) = ram_page(c, b.mmu, src.0, false) else {
+            return 0;
+        };
+        let s0 = spage + (src.0 & PAGE_MASK);
+        let d0 = dpage + (dst.0 & PAGE_MASK);
+        // Element by element, a destination ahead of the source in the direction of the move
+        // feeds later elements with earlier ones' results: copy only what lies before it.
+        let ahead = if b.back {
+            s0.wrapping_sub(d0)
+        } else {
+            d0.wrapping_sub(s0)
+        };
+        if ahead != 0 && ahead < k * b.n {
+            k = ahead / b.n;
+            if k == 0 {
+                return 0;
+            }
+        }
+        let (s, d) = (low(src.0, spage, k) as usize, low(dst.0, dpage, k) as usize);
+        // Both ranges lie inside one RAM page each (`span`, `ram_page`); `copy_within` is a
+        // memmove, which is what the elements do when neither range feeds the other.
+        c.mem.ram_mut().copy_within(s..s + k as usize * n, d);
+    } else {
+        let d = low(dst.0, dpage, k) as usize;
+        let v = c.regs.0[RAX as usize].to_le_bytes();
+        let out = &mut c.mem.ram_mut()[d..d + k as usize * n];
+        if n == 1 {
+            out.fill(v[0]);
+        } else {
+            for e in out.chunks_exact_mut(n) {
+                e.copy_from_slice(&v[..n]);
+            }
+        }
+    }
+    k
 }
 
 fn addr_size(k: OpKind) -> Option<u64> {
