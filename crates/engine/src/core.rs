@@ -67,6 +67,9 @@ pub struct Core<G: Guest> {
     /// `Engine::run` calls so where interrupts are taken does not depend on how the host
     /// slices the run (part of a snapshot).
     pub poll_in: u32,
+    /// The next block looked up is translated one instruction long if it is not cached (set
+    /// after a block stored into its own code; see `Engine::run`).
+    pub short_next: bool,
     /// A store through the slow path wrote a page holding translated code (the running block
     /// may be stale), or an access hit a debugger watchpoint: the block stops after the
     /// current guest instruction.
@@ -94,6 +97,7 @@ impl<G: Guest> Core<G> {
             jump_cache: Box::new([JC_EMPTY; JUMP_CACHE]),
             icount: 0,
             poll_in: 0,
+            short_next: false,
             smc_hit: false,
             tlb_gen: 0,
             helpers: G::helpers(),

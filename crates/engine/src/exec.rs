@@ -138,6 +138,7 @@ impl<G: Guest> Engine<G> {
     /// mode when the caller knows it (after a chainable or indirect exit, which never change
     /// the mode: the same assumption chaining makes).
     fn find(&mut self, bus: &mut G::Bus, known: Option<u32>) -> Result<TbId, Trap> {
+        let short = std::mem::take(&mut self.core.short_next);
         let pc = self.core.regs.0[G::PC_SLOT as usize];
         let flags = match known {
             Some(f) => {
@@ -161,6 +162,12 @@ impl<G: Guest> Engine<G> {
             .translate_addr(bus, pc, Access::Fetch, G::fetch_mmu(flags))?;
         let id = match self.tbs.find(phys_pc, pc, flags) {
             Some(id) => id,
+            None if short => {
+                let max = std::mem::replace(&mut self.core.max_insns, 1);
+                let r = self.translate(bus, pc, phys_pc, flags);
+                self.core.max_insns = max;
+                r?
+            }
             None => self.translate(bus, pc, phys_pc, flags)?,
         };
         self.core.jump_cache[j] = id;
@@ -235,7 +242,9 @@ impl<G: Guest> Engine<G> {
             // very block). Finish the storing instruction, then continue at the next one,
             // which is looked up (and retranslated) afresh.
             let mut resume_at: Option<usize> = None;
+            let mut smc = false;
             while let TbExit::Smc { at } = exit {
+                smc = true;
                 self.core.smc_hit = false;
                 if self.core.debug.hit.is_some() {
                     // Stop for the watchpoint once the instruction is done (top of the loop).
@@ -249,6 +258,18 @@ impl<G: Guest> Engine<G> {
                 }
             }
             self.core.smc_hit = false;
+            if smc {
+                // Did the block store into its own code? Then the next block is translated
+                // one instruction long (QEMU's rule too): a guest storing into the page it
+                // runs from at every instruction then translates one instruction per store,
+                // not a whole block per store of which one instruction runs.
+                let m = &self.core.mem;
+                let own = &tb.pages[..tb.n_pages as usize];
+                self.core.short_next = m
+                    .dirty_code
+                    .iter()
+                    .any(|&i| own.contains(&m.ram_to_phys(i)));
+            }
             if let Some(k1) = resume_at {
                 poll_in = 0;
                 rewind_to(&mut self.core, tb, k1);

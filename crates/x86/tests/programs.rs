@@ -596,3 +596,30 @@ fn long_rep_respects_the_budget() {
     assert!(m[..count as usize].iter().all(|&b| b == 0x77));
     assert_eq!(m[count as usize], 0);
 }
+
+/// Straight-line code storing into the page it runs from at every instruction (each store
+/// invalidates the running block): the block after such a store is one instruction long, so
+/// each store costs one instruction of translation, not a translation of the rest of the page.
+#[test]
+fn storing_into_its_own_code_page_translates_one_instruction_per_store() {
+    const STORES: usize = 300;
+    let code = assemble(|a| {
+        a.mov(rbx, CODE + 0xf00).unwrap();
+        for k in 0..STORES {
+            a.mov(byte_ptr(rbx + (k % 64) as i32), al).unwrap();
+        }
+        a.hlt().unwrap();
+    });
+    assert!(code.len() < 0xf00);
+    let mut cpu = machine(&code);
+    let e = run_to_hlt(&mut cpu, &mut TestBus::default(), 10_000);
+    assert!(matches!(e, CpuExit::Halted { .. }), "{e:?}");
+    let s = cpu.core().stats;
+    eprintln!("self-modifying stores: {}", stats_line(&cpu));
+    // Before: the rest of the page was retranslated after every store, ~STORES^2/2.
+    assert!(
+        s.insns_translated < 3 * STORES as u64,
+        "{} instructions translated for {STORES} stores",
+        s.insns_translated
+    );
+}
