@@ -27,8 +27,9 @@ let build = '?';
 let serialText = ''; // for tests and the boot timer
 // Milliseconds since the page's navigation start: `prompt` when the first live shell prompt is
 // on screen (restored: the VM runs after the state's console log is shown; booted: the guest
-// printed `guest# `), `mode` 'restored' or 'booted'; `created`/`bootOk` time a boot.
-const timing = { created: 0, bootOk: 0, prompt: 0, mode: null, restoreMs: 0 };
+// printed `guest# `), `mode` 'restored' or 'booted'; `created`/`bootOk` time a boot; `fetched`
+// when the shipped state and its disk had downloaded (and the disk was unpacked).
+const timing = { created: 0, bootOk: 0, prompt: 0, mode: null, restoreMs: 0, fetched: 0 };
 // The disk image the running VM was created with (what a state saved from it needs), the state
 // saved last (Save state), and the shipped pre-booted guest ({ state, disk, console }).
 let vmDisk = null;
@@ -71,7 +72,8 @@ async function fetchBytes(url, gunzip = false) {
   return new Uint8Array(await r.arrayBuffer());
 }
 
-/** Stop the current VM and start another from `opts` (Tci64.create options without hooks). */
+/** Stop the current VM and start another from `opts` (Tci64.create options without hooks; byte
+ * options may be Promises, so the module loads while they download). */
 async function launch(opts, { log = null, restoring = false } = {}) {
   if (vm) { await vm.stop(); vm = null; }
   exited = null;
@@ -107,9 +109,10 @@ async function launch(opts, { log = null, restoring = false } = {}) {
       },
       onError(e) { term.write(`\r\n\x1b[31m${e.message}\x1b[0m\r\n`); },
     });
-    vmDisk = opts.disk ?? null;
+    vmDisk = (await opts.disk) ?? null;
     build = vm.build;
     if (restoring) timing.restoreMs = performance.now() - timing.created;
+    log = await log;
     if (log) {
       // What the guest printed before the save: the terminal then looks as after a boot.
       term.write(log);
@@ -141,9 +144,10 @@ function boot() {
   });
 }
 
-/** Resume a saved state with `disk` (the image the saved VM was created with); `log` is shown first. */
+/** Resume a saved state with `disk` (the image the saved VM was created with); `log` is shown
+ * first. Each may be a Promise. */
 function resume(state, disk, log) {
-  return launch({ state, disk: disk ? disk.slice() : undefined }, { log, restoring: true });
+  return launch({ state, disk: disk ?? undefined }, { log, restoring: true });
 }
 
 $('save-state').onclick = async () => {
@@ -364,15 +368,21 @@ const b = params.get('bench');
 const benchMode = b && b !== '0';
 try {
   showStatus('loading the bundled guest…');
+  if (!fresh && !benchMode) {
+    // Hand the downloads to create() as Promises: the worker compiles the module meanwhile.
+    const pending = bundledState();
+    pending.then(() => { timing.fetched = performance.now(); }, () => {});
+    await resume(pending.then((p) => p.state), pending.then((p) => p.disk), pending.then((p) => p.console).catch(() => null));
+    preBooted = vm ? await pending : null;
+    if (!vm) console.warn('no pre-booted state (run scripts/build-web.sh); booting');
+  }
+  // The files of a fresh boot (Reset, the benchmark), fetched after the restore so they do not
+  // compete with it; the restored VM's disk is the same image.
   const guest = Promise.all([
     fetchBytes('dist/guest/tiny.bzImage'),
     fetchBytes('dist/guest/initramfs.cpio.gz'),
-    fetchBytes('dist/guest/disk.ext2.gz', true).catch(() => null),
+    preBooted ? preBooted.disk : fetchBytes('dist/guest/disk.ext2.gz', true).catch(() => null),
   ]);
-  if (!fresh && !benchMode) {
-    preBooted = await bundledState().catch((e) => { console.warn(`no pre-booted state (${e.message}); booting`); return null; });
-    if (preBooted) await resume(preBooted.state, preBooted.disk, preBooted.console);
-  }
   const [kernel, initrd, disk] = await guest;
   Object.assign(inputs, { kernel, initrd, disk: preBooted?.disk ?? disk });
   bundled = { kernel, initrd, disk: inputs.disk };

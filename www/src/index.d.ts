@@ -5,6 +5,8 @@ export type Build = 'wasm64' | 'wasm32';
 
 /** Bytes as accepted by the API. */
 export type Bytes = Uint8Array | ArrayBuffer | ArrayBufferView;
+/** A byte option: bytes, or a Promise of them (the module then loads while they download). */
+export type BytesOption = Bytes | PromiseLike<Bytes>;
 
 /** Why the machine stopped by itself: the guest rebooted/exited (`reboot`, panic with
  * `panic=-1`, triple fault), or halted with interrupts off for good. */
@@ -43,15 +45,15 @@ export interface Tci64Stats {
  * carries the kernel, RAM size, command line and time mode). */
 export interface Tci64Options {
   /** A Linux bzImage (64-bit boot protocol). Required unless `state` is given. */
-  kernel?: Bytes;
+  kernel?: BytesOption;
   /** Resume from a snapshot (from `saveState()`, `bundledState()` or the native CLI's
    * `--save-on-output` / Ctrl-A S) instead of booting. `disk` must then be the image the saved
    * machine was created with (what the guest wrote since is in the snapshot); a different disk,
    * a corrupt or truncated file, another format version, or RAM the build cannot hold (the
    * wasm32 build: guest RAM plus the unpacked snapshot within 3584 MiB) rejects with an Error. */
-  state?: Bytes | null;
+  state?: BytesOption | null;
   /** An initramfs (cpio, optionally compressed). */
-  initrd?: Bytes | null;
+  initrd?: BytesOption | null;
   /** Kernel command line; default `'console=ttyS0'`. The serial console is ttyS0. */
   cmdline?: string;
   /** Guest RAM in MiB; default 256. The wasm32 build holds at most 4 GiB of linear memory in
@@ -60,7 +62,7 @@ export interface Tci64Options {
   /** A raw disk image, attached as virtio-blk (`/dev/vda`). It stays untouched: the guest's
    * writes go to an overlay (in the VM, and in its snapshots); read the written image back with
    * `disk()`. */
-  disk?: Bytes | null;
+  disk?: BytesOption | null;
   /** `'auto'` (default): wasm64 where the engine has memory64 and table64, else wasm32. */
   build?: 'auto' | Build;
   /** Deterministic time: 2^N ns of virtual time per instruction (0..10), like `-icount shift=N`.

@@ -26,6 +26,15 @@ function copyOpts(o) {
   };
 }
 
+const BYTE_OPTIONS = ['kernel', 'initrd', 'disk', 'state'];
+
+/** The options with every byte option that is a Promise (e.g. a fetch still running) awaited. */
+async function settle(opts) {
+  const o = { ...opts };
+  await Promise.all(BYTE_OPTIONS.map(async (k) => { if (o[k] && typeof o[k].then === 'function') o[k] = await o[k]; }));
+  return o;
+}
+
 export class Tci64 {
   /** @private use Tci64.create */
   constructor(impl, build, version) {
@@ -42,7 +51,9 @@ export class Tci64 {
     const baseUrl = opts.baseUrl ? new URL(opts.baseUrl, globalThis.location?.href).href : DEFAULT_BASE_URL;
     const useWorker = opts.worker ?? hasWorkers;
     if (useWorker) return createInWorker(opts, build, baseUrl);
-    const glue = await loadBuild(build, baseUrl);
+    // Load the module while any byte option still downloads.
+    const [glue, settled] = await Promise.all([loadBuild(build, baseUrl), settle(opts)]);
+    opts = settled;
     const vm = createVm(glue, { ...opts, build });
     const runner = new Runner(vm, {
       statsIntervalMs: opts.statsIntervalMs,
@@ -158,8 +169,12 @@ function createInWorker(opts, build, baseUrl) {
       const err = new Error(`tci64: worker failed: ${ev.message || 'could not load the worker script'}`);
       if (!ready) { worker.terminate(); reject(err); } else if (opts.onError) opts.onError(err); else console.error(err);
     };
-    const o = copyOpts(opts);
-    worker.postMessage({ type: 'init', build, baseUrl, opts: o });
+    // The worker loads and compiles the module while any byte option still downloads.
+    worker.postMessage({ type: 'load', build, baseUrl });
+    settle(opts).then((o) => {
+      if (impl.stopped) return;
+      worker.postMessage({ type: 'init', build, baseUrl, opts: copyOpts(o) });
+    }, (e) => { worker.terminate(); reject(e instanceof Error ? e : new Error(String(e))); });
   });
 }
 

@@ -1,4 +1,5 @@
 // The module Web Worker that owns one VM. Messages in:
+//   {type:'load', build, baseUrl} (start loading the module early; optional)
 //   {type:'init', build, baseUrl, opts}  {type:'start'}  {type:'pause'}
 //   {type:'serial', bytes}  {type:'stats', id}  {type:'disk', id}  {type:'saveState', id}
 // Messages out:
@@ -17,6 +18,7 @@ self.onmessage = async (ev) => {
   const m = ev.data;
   try {
     switch (m.type) {
+      case 'load': await loadBuild(m.build, m.baseUrl); break;
       case 'init': {
         const glue = await loadBuild(m.build, m.baseUrl);
         const vm = createVm(glue, { ...m.opts, build: m.build });
