@@ -5,7 +5,7 @@
 use crate::core::{jc_index, Core, JC_EMPTY};
 use crate::debug::{DebugStop, Watchpoint, EXIT_DEBUG};
 use crate::guest::{Guest, Stop, Trap};
-use crate::interp::{exec_block, exec_range, TbExit};
+use crate::interp::{exec_block, exec_chain, exec_range, Chain, TbExit};
 use crate::mem::{Access, PAGE_MASK};
 use crate::opt::{encode, optimize, OptConfig};
 use crate::tb::{Tb, TbCache, TbId, ANY_GEN, NO_TB};
@@ -227,8 +227,9 @@ impl<G: Guest> Engine<G> {
                 }
             };
             next = NO_TB;
-            let tb = &self.tbs.tbs[id as usize];
-            if self.core.trace.exec | self.core.trace.cpu {
+            let tracing = self.core.trace.exec | self.core.trace.cpu;
+            if tracing {
+                let tb = &self.tbs.tbs[id as usize];
                 if self.core.trace.cpu {
                     log::info!(target: "tci64::trace", "{}", G::dump_state(&self.core));
                 }
@@ -236,8 +237,18 @@ impl<G: Guest> Engine<G> {
                     log::info!(target: "tci64::trace", "Trace {id}: [{:016x}/{:08x}]", tb.pc, tb.flags);
                 }
             }
-            let mut exit = exec_block(&mut self.core, bus, &tb.code);
             self.core.stats.tbs_executed += 1;
+            // The block, and the successors the interpreter enters itself while nothing
+            // would happen between them here (not when every block is traced).
+            let mut ch = Chain {
+                tbs: &self.tbs.tbs,
+                cur: id,
+                end: if tracing { 0 } else { end },
+                poll_in,
+            };
+            let mut exit = exec_chain(&mut self.core, bus, &mut ch);
+            let (id, tb) = (ch.cur, &self.tbs.tbs[ch.cur as usize]);
+            poll_in = ch.poll_in;
             // Self-modifying code: a store hit a page holding translated code (perhaps this
             // very block). Finish the storing instruction, then continue at the next one,
             // which is looked up (and retranslated) afresh.

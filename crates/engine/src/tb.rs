@@ -131,8 +131,18 @@ impl TbCache {
         self.total_ops = 0;
     }
 
-    /// Add a block and index it.
-    pub fn insert(&mut self, tb: Tb) -> TbId {
+    /// Add a block and index it. A block whose code does not end in an unconditional exit
+    /// or branch (not from [`crate::opt::encode`]) gets an `Exit` with
+    /// [`crate::opt::EXIT_FELL_OFF`] appended: the interpreter enters cached blocks without
+    /// checking that again.
+    pub fn insert(&mut self, mut tb: Tb) -> TbId {
+        if !tb.code.last().is_some_and(Op::ends_block) {
+            let mut code = std::mem::take(&mut tb.code).into_vec();
+            code.push(Op::Exit {
+                code: crate::opt::EXIT_FELL_OFF,
+            });
+            tb.code = code.into_boxed_slice();
+        }
         let id = self.tbs.len() as TbId;
         self.total_ops += tb.code.len();
         self.map.insert((tb.phys_pc, tb.pc, tb.flags), id);
@@ -170,5 +180,43 @@ impl TbCache {
         let tb = &mut self.tbs[from as usize];
         tb.links[(n & 1) as usize] = to;
         tb.link_gen[(n & 1) as usize] = gen;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tb(code: Vec<Op>) -> Tb {
+        Tb {
+            pc: 0x1000,
+            phys_pc: 0x1000,
+            flags: 0,
+            code: code.into_boxed_slice(),
+            insn_ops: Box::new([0]),
+            insn_data: Box::new([(0x1000, 0)]),
+            pages: [0x1000, 0],
+            n_pages: 1,
+            links: [NO_TB; 2],
+            link_gen: [ANY_GEN; 2],
+            valid: true,
+        }
+    }
+
+    /// The interpreter enters cached blocks without checking their last op: `insert` makes
+    /// every block end in an exit.
+    #[test]
+    fn inserted_blocks_end_in_an_exit() {
+        let mut c = TbCache::new();
+        let fell = Op::Exit {
+            code: crate::opt::EXIT_FELL_OFF,
+        };
+        let a = c.insert(tb(vec![]));
+        assert_eq!(&*c.get(a).code, &[fell]);
+        let b = c.insert(tb(vec![Op::Const { d: 1, imm: 2 }]));
+        assert_eq!(&*c.get(b).code, &[Op::Const { d: 1, imm: 2 }, fell]);
+        let ok = vec![Op::Const { d: 1, imm: 2 }, Op::Exit { code: 3 }];
+        let d = c.insert(tb(ok.clone()));
+        assert_eq!(&*c.get(d).code, &ok[..]);
     }
 }
