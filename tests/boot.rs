@@ -96,8 +96,11 @@ fn machine_of(kind: MachineType, cmdline: &str, disk: Option<SharedDisk>) -> Mac
         trace: TraceFlags::default(),
         virtio_legacy: false,
         machine: kind,
+        // As the CLI builds them: -M pc always has its ACPI tables (the tiny kernel ignores
+        // them); on microvm the tiny kernel, which has no ACPI, needs acpi=off to be told
+        // about its disk.
         platform: tci64_machine::PlatformConfig {
-            acpi: false,
+            acpi: kind == MachineType::Pc,
             ..Default::default()
         },
     };
