@@ -96,7 +96,9 @@ pub struct Disk {
 /// `-M microvm,...` switches, as QEMU 7.2's microvm spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MicrovmOptions {
-    pub acpi: bool,
+    /// `None` (not given) = QEMU 7.2's "auto": on for a `-kernel`, off for the bundled guest,
+    /// whose kernel has no ACPI (see `run::platform_config`).
+    pub acpi: Option<bool>,
     pub pic: bool,
     pub pit: bool,
     pub rtc: bool,
@@ -106,7 +108,7 @@ impl Default for MicrovmOptions {
     fn default() -> Self {
         // QEMU 7.2's defaults: acpi, pic, pit and rtc are all "auto" = on for a TCG microvm.
         MicrovmOptions {
-            acpi: true,
+            acpi: None,
             pic: true,
             pit: true,
             rtc: true,
@@ -265,7 +267,8 @@ Disks (virtio-blk over virtio-mmio on microvm, over PCI on pc):
 Machine (QEMU's spellings; local APIC + IOAPIC and ACPI tables by default, as QEMU 7.2):
   -M microvm[,acpi=on|off][,pic=on|off][,pit=on|off][,rtc=on|off]   (-M help lists machines)
                       acpi=on: hardware-reduced ACPI, disks in the DSDT; acpi=off: disks on
-                      the kernel command line (virtio_mmio.device=)
+                      the kernel command line (virtio_mmio.device=). Default: on with -kernel,
+                      off for the bundled guest (its kernel has no ACPI)
   -M pc               PCI bus, virtio-blk-pci disks, ACPI (PM1a, PM timer, _PRT), no firmware
   -cpu qemu64[,-apic][,-x2apic]   -apic: no local APIC/IOAPIC (8259 + PIT only)
   -accel tcg   -smp 1   -nographic   -serial stdio   -nic none
@@ -866,7 +869,7 @@ pub fn parse_machine(opt: &str, v: &str) -> Result<(MachineType, MicrovmOptions)
     for (k, val) in split_opts(rest).map_err(|e| CliError(format!("{opt}: {e}")))? {
         let on = on_off(opt, &k, &val);
         match k.as_str() {
-            "acpi" => m.acpi = on?,
+            "acpi" => m.acpi = Some(on?),
             "pic" => m.pic = on?,
             "pit" => m.pit = on?,
             "rtc" => m.rtc = on?,
@@ -1322,7 +1325,7 @@ mod tests {
         assert_eq!(
             o.microvm,
             MicrovmOptions {
-                acpi: false,
+                acpi: Some(false),
                 pic: true,
                 pit: true,
                 rtc: true
@@ -1332,7 +1335,7 @@ mod tests {
         assert_eq!(
             o.microvm,
             MicrovmOptions {
-                acpi: true,
+                acpi: None,
                 pic: false,
                 pit: false,
                 rtc: false

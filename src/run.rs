@@ -160,13 +160,17 @@ pub fn build_machine(o: &Options) -> Result<Machine, Fatal> {
 }
 
 /// The platform devices `-M` and `-cpu` ask for. `-M pc` always has ACPI tables, the 8259,
-/// the PIT and the RTC (as QEMU's pc); microvm's properties choose them.
+/// the PIT and the RTC (as QEMU's pc); microvm's properties choose them. microvm's ACPI is on
+/// unless `acpi=off`, as QEMU 7.2's, except for the bundled guest (no `-kernel`): its tiny
+/// kernel has no ACPI and would not find a disk described only in the DSDT (QEMU puts
+/// `virtio_mmio.device=` on the command line only with `acpi=off`), so it gets `acpi=off`
+/// unless `acpi=on` is asked for.
 pub fn platform_config(o: &Options) -> PlatformConfig {
     let microvm = o.machine == MachineType::Microvm;
     PlatformConfig {
         apic: o.cpu_apic,
         x2apic: o.cpu_x2apic,
-        acpi: !microvm || o.microvm.acpi,
+        acpi: !microvm || o.microvm.acpi.unwrap_or(o.kernel.is_some()),
         pic: !microvm || o.microvm.pic,
         pit: !microvm || o.microvm.pit,
         rtc: !microvm || o.microvm.rtc,
@@ -604,9 +608,15 @@ mod tests {
         let legacy_pc = platform_of(&["-M", "pc", "-cpu", "qemu64,-apic"]);
         assert!(legacy_pc.acpi && !legacy_pc.apic, "{legacy_pc:?}");
         assert!(
-            platform_of(&["-M", "microvm"]).acpi,
+            platform_of(&["-M", "microvm", "-kernel", "bz"]).acpi,
             "microvm defaults to acpi=on"
         );
+        assert!(
+            !platform_of(&["-M", "microvm"]).acpi,
+            "the bundled guest's kernel has no ACPI: acpi=off unless asked"
+        );
+        assert!(platform_of(&["-M", "microvm,acpi=on"]).acpi);
+        assert!(!platform_of(&["-M", "microvm,acpi=off", "-kernel", "bz"]).acpi);
         let off = platform_of(&["-M", "microvm,acpi=off,pic=off,pit=off,rtc=off"]);
         assert!(
             !off.acpi && !off.pic && !off.pit && !off.rtc && off.apic,

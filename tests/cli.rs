@@ -213,8 +213,13 @@ fn boot_tiny(append: &str, extra: &[&str], timeout: std::time::Duration) -> Outp
     args.extend(["-kernel", &kernel, "-initrd", &initrd, "-append", append]);
     args.extend(["-icount", "shift=0,sleep=off"]);
     args.extend(extra);
+    run_with_timeout(&args, timeout)
+}
+
+/// Run tci64 with `args`, stdin at end of file, for at most `timeout`.
+fn run_with_timeout(args: &[&str], timeout: std::time::Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tci64"))
-        .args(&args)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -289,6 +294,33 @@ fn tiny_kernel_passes_the_disk_test_and_writes_the_image() {
     assert!(
         after.windows(16).any(|w| w == b"written-by-guest"),
         "written.txt's content did not reach the image file"
+    );
+}
+
+/// The bundled guest (no `-kernel`) on plain `-M microvm` with a disk: its kernel has no ACPI,
+/// so the machine's ACPI default is off for it and the disk is announced on the command line.
+#[test]
+fn bundled_guest_on_plain_microvm_finds_its_disk() {
+    let (disk, _) = fresh_disk("bundled");
+    let drive = format!("file={},format=raw,if=virtio", disk.display());
+    let args = [
+        "-M",
+        "microvm",
+        "-nographic",
+        "-no-reboot",
+        "-append",
+        "console=ttyS0 panic=-1 reboot=t guest.test=1",
+        "-drive",
+        &drive,
+        "-icount",
+        "shift=0,sleep=off",
+    ];
+    let o = run_with_timeout(&args, std::time::Duration::from_secs(300));
+    std::fs::remove_file(&disk).unwrap();
+    assert_disk_test_passed(&o);
+    assert!(
+        stdout(&o).contains("virtio_mmio.device=512@0xfeb00e00:12"),
+        "the kernel's command line lacks the disk"
     );
 }
 

@@ -225,8 +225,9 @@ fn fadt(machine: MachineType, dsdt_addr: u64, facs_addr: Option<u64>) -> Vec<u8>
         f[off - 36..off - 36 + bytes.len()].copy_from_slice(bytes)
     };
     if let Some(facs) = facs_addr {
+        // FIRMWARE_CTRL only: X_FIRMWARE_CTRL "must be zero" when FIRMWARE_CTRL is set
+        // (§5.2.9, Table 5.9); the FACS is below 4 GiB.
         put(&mut f, 36, &(facs as u32).to_le_bytes());
-        put(&mut f, 132, &facs.to_le_bytes());
     }
     put(&mut f, 40, &(dsdt_addr as u32).to_le_bytes());
     put(&mut f, 140, &dsdt_addr.to_le_bytes());

@@ -139,6 +139,11 @@ fn pc_tables_round_trip() {
     let facs = u32::from_le_bytes(fadt[36..40].try_into().unwrap()) as u64;
     let off = (facs - t.base) as usize;
     assert_eq!(&t.bytes[off..off + 4], b"FACS");
+    assert_eq!(
+        u64::from_le_bytes(fadt[132..140].try_into().unwrap()),
+        0,
+        "X_FIRMWARE_CTRL is zero when FIRMWARE_CTRL is set"
+    );
     let madt = find(&ts, b"APIC");
     let isos: Vec<(u8, u16)> = madt_entries(&madt)
         .iter()
