@@ -31,6 +31,11 @@ pub const SLP_TYP_S5: u16 = 5;
 /// PM1_STS: WAK_STS.
 pub const STS_WAK: u16 = 1 << 15;
 
+/// PM1_EN bits the guest can set: TMR_EN, GBL_EN, PWRBTN_EN, RTC_EN (§4.8.3.1.2).
+pub const EN_MASK: u16 = 0x0521;
+/// PM1_CNT bits that are kept: SCI_EN, BM_RLD, GBL_RLS, SLP_TYP (SLP_EN is write-only).
+pub const CNT_MASK: u16 = 0x1c07;
+
 /// The PM register block.
 #[derive(Debug, Clone, Default)]
 pub struct AcpiPm {
@@ -41,6 +46,15 @@ pub struct AcpiPm {
     poweroff: bool,
 }
 
+/// The registers a snapshot keeps (the PM timer follows the virtual clock; a power-off
+/// request is taken by the machine as soon as it is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcpiPmState {
+    pub pm1_sts: u16,
+    pub pm1_en: u16,
+    pub pm1_cnt: u16,
+}
+
 impl AcpiPm {
     /// The block at I/O port `base`.
     pub fn new(base: u16) -> Self {
@@ -49,6 +63,39 @@ impl AcpiPm {
             cnt: CNT_SCI_EN,
             ..Default::default()
         }
+    }
+
+    /// The registers, for a snapshot.
+    pub fn state(&self) -> AcpiPmState {
+        AcpiPmState {
+            pm1_sts: self.sts,
+            pm1_en: self.en,
+            pm1_cnt: self.cnt,
+        }
+    }
+
+    /// Put saved registers back; bits no guest could have set are refused.
+    pub fn set_state(&mut self, s: &AcpiPmState) -> Result<(), crate::state::StateError> {
+        let bad = |what: &str, v: u16| {
+            Err(crate::state::StateError::new(
+                "acpi-pm",
+                format!("{what} {v:#06x} has bits the hardware does not keep"),
+            ))
+        };
+        if s.pm1_sts & !(STS_WAK | 0x0531) != 0 {
+            return bad("PM1_STS", s.pm1_sts);
+        }
+        if s.pm1_en & !EN_MASK != 0 {
+            return bad("PM1_EN", s.pm1_en);
+        }
+        if s.pm1_cnt & !CNT_MASK != 0 || s.pm1_cnt & CNT_SCI_EN == 0 {
+            return bad("PM1_CNT", s.pm1_cnt);
+        }
+        self.sts = s.pm1_sts;
+        self.en = s.pm1_en;
+        self.cnt = s.pm1_cnt;
+        self.poweroff = false;
+        Ok(())
     }
 
     /// The PM timer at virtual time `now_ns`.
@@ -93,7 +140,7 @@ impl AcpiPm {
         let v16 = value as u16;
         match (off, size) {
             (PM1_STS, 2..) => self.sts &= !v16,
-            (PM1_EN, 2..) => self.en = v16 & 0x0521,
+            (PM1_EN, 2..) => self.en = v16 & EN_MASK,
             (PM1_CNT, 2..) => self.write_cnt(v16),
             (5, 1) => self.write_cnt((self.cnt & 0xff) | (v16 & 0xff) << 8),
             (PM1_CNT, 1) => self.write_cnt((self.cnt & 0xff00) | (v16 & 0xff)),
@@ -101,7 +148,7 @@ impl AcpiPm {
         }
         if size == 4 && off == PM1_STS {
             // A dword write covers PM1_EN too.
-            self.en = (value >> 16) as u16 & 0x0521;
+            self.en = (value >> 16) as u16 & EN_MASK;
         }
     }
 
@@ -114,7 +161,7 @@ impl AcpiPm {
                 log::warn!("acpi-pm: sleep type {typ} is not modelled (only S5 = {SLP_TYP_S5})");
             }
         }
-        self.cnt = (v & !CNT_SLP_EN) | CNT_SCI_EN;
+        self.cnt = (v & CNT_MASK) | CNT_SCI_EN;
     }
 }
 
@@ -148,6 +195,45 @@ mod tests {
         // 32-bit wrap after 2^32 ticks (about 20 minutes).
         let wrap_ns = (1u64 << 32) * 1_000_000_000 / PM_TIMER_HZ + 1;
         assert!(pm.pio_read(wrap_ns, 0x608, 4) < 10);
+    }
+
+    #[test]
+    fn state_round_trips_and_refuses_impossible_bits() {
+        let mut pm = AcpiPm::new(0x600);
+        pm.pio_write(0x602, 2, 0x0121);
+        pm.pio_write(0x604, 2, 3 << 10);
+        pm.sts = STS_WAK;
+        let s = pm.state();
+        assert_eq!(
+            s,
+            AcpiPmState {
+                pm1_sts: STS_WAK,
+                pm1_en: 0x0121,
+                pm1_cnt: (3 << 10) | CNT_SCI_EN
+            }
+        );
+        let mut back = AcpiPm::new(0x600);
+        back.set_state(&s).unwrap();
+        assert_eq!(back.state(), s);
+        assert_eq!(back.pio_read(0, 0x602, 2), 0x0121);
+        for bad in [
+            AcpiPmState {
+                pm1_en: 0x8000,
+                ..s
+            },
+            AcpiPmState { pm1_cnt: 0, ..s },
+            AcpiPmState {
+                pm1_cnt: CNT_SCI_EN | CNT_SLP_EN,
+                ..s
+            },
+            AcpiPmState {
+                pm1_sts: 0x4000,
+                ..s
+            },
+        ] {
+            assert!(back.set_state(&bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(back.state(), s, "a refused state changes nothing");
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub const SLP_TYP_S5: u8 = 5;
 /// SLEEP_CONTROL_REG: SLP_EN.
 pub const SLP_EN: u8 = 1 << 5;
 
+/// SLEEP_STATUS_REG: WAK_STS.
+pub const WAK_STS: u8 = 1 << 7;
+
 /// The registers.
 #[derive(Debug, Clone, Default)]
 pub struct AcpiSleep {
@@ -31,9 +34,38 @@ pub struct AcpiSleep {
     reset: bool,
 }
 
+/// What a snapshot keeps: the status register (requests are taken by the machine as soon as
+/// they are written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcpiSleepState {
+    pub sleep_status: u8,
+}
+
 impl AcpiSleep {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The registers, for a snapshot.
+    pub fn state(&self) -> AcpiSleepState {
+        AcpiSleepState {
+            sleep_status: self.status,
+        }
+    }
+
+    /// Put saved registers back; bits the register does not have are refused.
+    pub fn set_state(&mut self, s: &AcpiSleepState) -> Result<(), crate::state::StateError> {
+        if s.sleep_status & !WAK_STS != 0 {
+            return Err(crate::state::StateError::new(
+                "acpi-sleep",
+                format!("SLEEP_STATUS_REG {:#04x} has reserved bits", s.sleep_status),
+            ));
+        }
+        *self = AcpiSleep {
+            status: s.sleep_status,
+            ..Default::default()
+        };
+        Ok(())
     }
 
     /// The guest asked for S5 since the last call.
@@ -90,5 +122,18 @@ mod tests {
         s.mmio_write(RESET, RESET_VALUE);
         assert!(s.take_reset_request());
         assert_eq!(s.mmio_read(SLEEP_STATUS), 0);
+    }
+
+    #[test]
+    fn state_round_trips_and_refuses_reserved_bits() {
+        let mut s = AcpiSleep::new();
+        s.status = WAK_STS;
+        let st = s.state();
+        let mut back = AcpiSleep::new();
+        back.set_state(&st).unwrap();
+        assert_eq!(back.mmio_read(SLEEP_STATUS), WAK_STS);
+        back.mmio_write(SLEEP_STATUS, WAK_STS);
+        assert_eq!(back.mmio_read(SLEEP_STATUS), 0, "write-1-to-clear");
+        assert!(back.set_state(&AcpiSleepState { sleep_status: 1 }).is_err());
     }
 }

@@ -405,16 +405,13 @@ impl Device for AcpiPmDev {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-    // Nothing here outlives a power cycle that a snapshot must keep: no status bit is ever
-    // set (no power button, no timer carry), and the PM timer follows the virtual clock.
-    // PM1_EN is lost (TODO: a state type if an event source is added).
     fn state(&self) -> DeviceState {
-        DeviceState::Stateless
+        DeviceState::AcpiPm(self.pm.state())
     }
     fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
         match s {
-            DeviceState::Stateless => Ok(()),
-            _ => Err(wrong("ACPI registers")),
+            DeviceState::AcpiPm(s) => self.pm.set_state(&s),
+            _ => Err(wrong("ACPI PM registers")),
         }
     }
 }
@@ -446,16 +443,13 @@ impl Device for AcpiSleepDev {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-    // Nothing here outlives a power cycle that a snapshot must keep: no status bit is ever
-    // set (no power button, no timer carry), and the PM timer follows the virtual clock.
-    // PM1_EN is lost (TODO: a state type if an event source is added).
     fn state(&self) -> DeviceState {
-        DeviceState::Stateless
+        DeviceState::AcpiSleep(self.regs.state())
     }
     fn set_state(&mut self, s: DeviceState) -> Result<(), StateError> {
         match s {
-            DeviceState::Stateless => Ok(()),
-            _ => Err(wrong("ACPI registers")),
+            DeviceState::AcpiSleep(s) => self.regs.set_state(&s),
+            _ => Err(wrong("ACPI sleep registers")),
         }
     }
 }

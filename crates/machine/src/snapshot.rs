@@ -38,7 +38,7 @@ use thiserror::Error;
 /// The first eight bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"TCI64SNP";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Guest RAM is saved in pages of this size; all-zero pages are left out.
 pub const PAGE: usize = 4096;
 /// Body codecs.
@@ -126,8 +126,10 @@ pub enum DeviceState {
         notifies: Vec<u32>,
     },
     Pci(PciBusState),
-    /// A device without guest-visible state of its own (e.g. the ACPI sleep port).
-    Stateless,
+    /// `-M pc`'s PM1a event/control registers.
+    AcpiPm(tci64_devices::acpi_pm::AcpiPmState),
+    /// `-M microvm`'s hardware-reduced sleep status register.
+    AcpiSleep(tci64_devices::acpi_sleep::AcpiSleepState),
 }
 
 /// Every device of the board.
@@ -658,6 +660,62 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{MachineShape, MachineType, PlatformConfig};
+    use tci64_engine::MmioBus;
+    use tci64_x86::X86Bus;
+
+    struct Zero;
+    impl HostClock for Zero {
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    fn bare(machine: MachineType) -> Machine {
+        let shape = MachineShape {
+            machine,
+            platform: PlatformConfig::default(),
+            ram_bytes: 64 << 20,
+            icount_shift: Some(0),
+            virtio_legacy: true,
+            disks_read_only: vec![],
+        };
+        Machine::hardware(&shape, vec![], Box::new(Zero), 0, TraceFlags::default()).unwrap()
+    }
+
+    fn restore(file: &[u8]) -> Machine {
+        Machine::restore(
+            file,
+            RestoreOptions {
+                disks: vec![],
+                clock: Box::new(Zero),
+                trace: TraceFlags::default(),
+                max_ram_bytes: None,
+            },
+        )
+        .unwrap()
+    }
+
+    /// What the guest programmed into the ACPI registers survives a save and restore.
+    #[test]
+    fn acpi_registers_travel_in_the_snapshot() {
+        let mut m = bare(MachineType::Pc);
+        let pm = crate::acpi::PM_BASE;
+        m.board.pio_write(pm + 2, 2, 0x0121); // PM1_EN: TMR_EN, GBL_EN, RTC_EN
+        m.board.pio_write(pm + 4, 2, 3 << 10); // PM1_CNT: SLP_TYP 3, no SLP_EN
+        let mut r = restore(&m.save().unwrap());
+        assert_eq!(r.board.pio_read(pm + 2, 2), 0x0121);
+        assert_eq!(r.board.pio_read(pm + 4, 2), (3 << 10) | 1);
+
+        let mut m = bare(MachineType::Microvm);
+        let mut r = restore(&m.save().unwrap());
+        assert_eq!(r.board.mmio_read(crate::acpi::SLEEP_BASE + 1, 1), 0);
+        // A power-off written before the save is the board's event, which travels too.
+        r.board
+            .mmio_write(crate::acpi::SLEEP_BASE, 1, (5 << 2) | (1 << 5));
+        r.board.update_irqs(0);
+        assert!(restore(&r.save().unwrap()).board.events.poweroff);
+    }
 
     #[test]
     fn ram_pages_round_trip_and_zero_pages_are_left_out() {
