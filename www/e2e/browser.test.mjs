@@ -87,13 +87,17 @@ for (const build of ['wasm64', 'wasm32']) {
         assert.match(download.suggestedFilename(), /\.snapshot$/);
         const saved = await page.evaluate(() => ({ bytes: window.tci64Page.saved.state.length, ms: window.tci64Page.saved.ms }));
         await typeAndSee(page, 'A=after; echo "A is $A"', 'A is after');
+        // Wait for the new VM (created after the click), not the old one still running.
+        const created = await page.evaluate(() => window.tci64Page.timing.created);
         await page.click('#restore-saved');
-        await page.waitForFunction(() => window.tci64Page.vm && /running/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+        await page.waitForFunction((c) => window.tci64Page.timing.created > c && window.tci64Page.vm &&
+          /running/.test(document.getElementById('status').textContent), created, { timeout: 30_000 });
         const r0 = await page.evaluate(() => window.tci64Page.timing.restoreMs);
         await typeAndSee(page, 'echo "A was $A"', 'A was before');
+        const created2 = await page.evaluate(() => window.tci64Page.timing.created);
         await page.setInputFiles('#state-file', file);
-        await page.waitForFunction(() => !document.querySelector('.xterm-rows').textContent.includes('A was'), null, { timeout: 30_000 });
-        await page.waitForFunction(() => window.tci64Page.vm && /running/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+        await page.waitForFunction((c) => window.tci64Page.timing.created > c && window.tci64Page.vm &&
+          /running/.test(document.getElementById('status').textContent), created2, { timeout: 30_000 });
         await typeAndSee(page, 'echo "A is still $A"', 'A is still before');
         console.log(`# wasm64: Save state ${(saved.bytes / 2 ** 20).toFixed(2)} MiB in ${saved.ms.toFixed(0)} ms; Restore saved in ${r0.toFixed(0)} ms`);
       }
