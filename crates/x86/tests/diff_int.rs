@@ -374,6 +374,18 @@ fn diff_base_moves_cc() {
     form!(v, 0, mem_rbx, movsx(edi, byte_ptr(rbx + 5)));
     form!(v, 0, none, movsxd(r11, ecx));
     form!(v, 0, mem_rbx, movsxd(rsi, dword_ptr(rbx)));
+    // LEA: every operand size, with and without displacement and scale (no memory access).
+    form!(v, 0, none, lea(eax, ptr(rax + rcx)));
+    form!(v, 0, none, lea(edx, ptr(rsi + rdi * 4)));
+    form!(v, 0, none, lea(r9d, ptr(r9 + r10 * 2 - 7)));
+    form!(v, 0, none, lea(ecx, ptr(rbx)));
+    form!(v, 0, none, lea(rax, ptr(rbx + rcx)));
+    form!(v, 0, none, lea(rdx, ptr(rdx + rdx * 8 + 0x1234)));
+    form!(v, 0, none, lea(r11, ptr(rsi)));
+    form!(v, 0, none, lea(si, ptr(rax + rbx)));
+    form!(v, 0, none, lea(di, ptr(rcx * 2 + 3)));
+    form!(v, 0, none, lea(eax, ptr(ebx + ecx)));
+    form!(v, 0, none, lea(rax, ptr(ebx + ecx * 2 - 1)));
     macro_rules! cc {
         ($($s:ident $c:ident),*) => {$(
             form!(v, 0, none, $s(cl));
