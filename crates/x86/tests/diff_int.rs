@@ -422,6 +422,16 @@ fn cl16(c: &mut Case) {
     c.regs[1] = (c.regs[1] & !0xff) | ((c.regs[1] & 0xff) % 16);
 }
 
+/// A multi-instruction form.
+fn seq(v: &mut Vec<Form>, name: &str, undef: u64, fix: fn(&mut Case), code: Vec<u8>) {
+    v.push(Form {
+        name: name.into(),
+        code,
+        undef,
+        fix,
+    });
+}
+
 #[test]
 fn diff_shifts() {
     let mut v = Vec::new();
@@ -462,6 +472,83 @@ fn diff_shifts() {
     form!(v, AF, none, shrd(r8, r9, 1));
     form!(v, AF | OF, none, shrd(r8d, r9d, 7));
     form!(v, AF | OF, mem_rbx, shrd(dword_ptr(rbx), esi, cl));
+    // Rotates whose flags later instructions overwrite (the translator skips merging them),
+    // and ones whose flags are read, may trap or stay (it must not).
+    seq(
+        &mut v,
+        "ror ror and",
+        AF,
+        none,
+        asm(|a| {
+            a.ror(eax, 6).unwrap();
+            a.ror(edx, 11).unwrap();
+            a.and(r15d, ebp).unwrap();
+        }),
+    );
+    seq(
+        &mut v,
+        "rol mov lea xor",
+        AF,
+        none,
+        asm(|a| {
+            a.rol(ecx, 7).unwrap();
+            a.mov(ebx, esi).unwrap();
+            a.lea(r8d, ptr(rax + rcx)).unwrap();
+            a.xor(edx, ecx).unwrap();
+        }),
+    );
+    seq(
+        &mut v,
+        "ror shl test",
+        AF,
+        none,
+        asm(|a| {
+            a.ror(rax, 3).unwrap();
+            a.shl(edx, 4).unwrap();
+            a.test(eax, edx).unwrap();
+        }),
+    );
+    seq(
+        &mut v,
+        "ror adc",
+        0,
+        none,
+        asm(|a| {
+            a.ror(eax, 5).unwrap();
+            a.adc(edx, ecx).unwrap();
+        }),
+    );
+    seq(
+        &mut v,
+        "ror mov",
+        0,
+        none,
+        asm(|a| {
+            a.ror(eax, 1).unwrap();
+            a.mov(ecx, edx).unwrap();
+        }),
+    );
+    seq(
+        &mut v,
+        "rol add mem",
+        0,
+        mem_rbx,
+        asm(|a| {
+            a.rol(r9d, 9).unwrap();
+            a.add(eax, dword_ptr(rbx)).unwrap();
+        }),
+    );
+    seq(
+        &mut v,
+        "ror rol-cl sub",
+        0,
+        none,
+        asm(|a| {
+            a.ror(si, 3).unwrap();
+            a.rol(edi, cl).unwrap();
+            a.sub(eax, 1).unwrap();
+        }),
+    );
     form!(v, 0, none, sarx(eax, edx, ecx));
     form!(v, 0, none, sarx(rax, rdx, rcx));
     form!(v, 0, none, shlx(eax, edx, ecx));

@@ -623,3 +623,42 @@ fn storing_into_its_own_code_page_translates_one_instruction_per_store() {
         s.insns_translated
     );
 }
+
+/// A rotate at a block start (lazy flags unknown) whose flags the next instructions overwrite
+/// merges no flags (no helper call); the flags after are the overwriter's, exactly.
+#[test]
+fn dead_rotate_flags_cost_nothing() {
+    let ops_of = |tail: &dyn Fn(&mut CodeAssembler)| {
+        let code = assemble(|a| {
+            let mut top = a.create_label();
+            a.mov(ecx, 1000u32).unwrap();
+            a.mov(eax, 0x8000_0001u32).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.ror(eax, 6).unwrap();
+            a.mov(edx, eax).unwrap();
+            tail(a);
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+            a.pushfq().unwrap();
+            a.pop(rbx).unwrap();
+            a.hlt().unwrap();
+        });
+        let cpu = run(&code, |_| {}, 100_000);
+        (
+            cpu.core().stats.ops_executed,
+            cpu.reg(RAX),
+            cpu.reg(RBX) & 0x8d5,
+        )
+    };
+    // `and edx, edx` overwrites every flag: the rotate's flags are dead.
+    let (dead, rax_a, fl_a) = ops_of(&|a| a.and(edx, edx).unwrap());
+    // `adc edx, 0` reads CF: the rotate's flags are live (and merged into the old ones).
+    let (live, rax_b, _) = ops_of(&|a| a.adc(edx, 0).unwrap());
+    assert_eq!(rax_a, rax_b);
+    // After the loop the flags are dec's (ZF, PF set; CF from and = 0 is kept by dec).
+    assert_eq!(fl_a, 0x44, "flags {fl_a:#x}");
+    eprintln!("dead rotate flags: {dead} ops, live: {live}");
+    // Per iteration: rotate, mov, and + its flags (2), dec + its flags, the branch: 7 ops;
+    // merging the rotate's flags at the block start costs a helper call and its argument.
+    assert!(dead <= 7 * 1000 + 20, "{dead} ops executed");
+}

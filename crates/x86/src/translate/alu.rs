@@ -933,6 +933,10 @@ fn rotate_imm(t: &mut Tr, m: Mnemonic) -> bool {
         t.b.bin(mk::or, hi, lo)
     };
     t.write(dst, size, r);
+    if t.flags_dead {
+        // Later instructions of the block overwrite all flags before anything sees them.
+        return true;
+    }
     // New CF and OF from the result.
     let msb = t.b.temp();
     t.b.push(Op::Extract {

@@ -256,7 +256,11 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
         Mnemonic::Lea => {
             let size = t.op_size(0);
             let (a, disp) = t.ea_offset();
-            let v = if disp == 0 { a } else { t.b.addi(a, disp as i64) };
+            let v = if disp == 0 {
+                a
+            } else {
+                t.b.addi(a, disp as i64)
+            };
             let dst = t.loc(0);
             t.write(dst, size, v);
             Flow::Next

@@ -19,7 +19,7 @@ use crate::hflags;
 use crate::regs::*;
 use crate::state::{Event, EventKind};
 use crate::X86;
-use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
 use tci64_engine::{Builder, Core, Op, Slot, Trap};
 
 /// What an instruction did to the block.
@@ -61,6 +61,9 @@ pub struct Tr<'a> {
     /// The memory operand being accessed is a stack-segment reference (push/pop, or an
     /// address whose segment is SS): its loads and stores use the stack MMU index.
     pub ss_ref: bool,
+    /// The arithmetic flags this instruction leaves are dead: later instructions of this
+    /// block overwrite all six before anything reads them or can trap ([`flags_dead_after`]).
+    pub flags_dead: bool,
 }
 
 helpers!(pub enum CoreH @ hbase::CORE; {
@@ -277,6 +280,7 @@ pub fn translate_block(
         mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
         trace_unimp: core.trace.unimp,
         ss_ref: false,
+        flags_dead: false,
     };
     let mut cur = pc;
     loop {
@@ -340,6 +344,9 @@ pub fn translate_block(
         }
         t.insn = insn;
         t.ss_ref = false;
+        t.flags_dead = is_rotate_imm(&insn)
+            && t.b.len() < 1500
+            && flags_dead_after(core, bus, &mut t, pc, bitness, fetch_mmu, max_insns);
         let flow = if insn.is_invalid() || insn.mnemonic() == Mnemonic::INVALID {
             t.unimplemented()
         } else {
@@ -364,6 +371,114 @@ pub fn translate_block(
         }
     }
     Ok(())
+}
+
+/// ROL/ROR of a register by an immediate count: the instructions whose only flag work is
+/// merging CF and OF into the current flags (which, at a block start with the lazy state
+/// unknown, costs a helper call).
+fn is_rotate_imm(i: &Instruction) -> bool {
+    matches!(i.mnemonic(), Mnemonic::Rol | Mnemonic::Ror)
+        && i.op0_kind() == OpKind::Register
+        && (i.op_count() < 2 || i.op1_kind() == OpKind::Immediate8)
+}
+
+/// How an instruction after a flag producer treats the arithmetic flags.
+enum FlagUse {
+    /// Writes all six from its own operands, cannot trap: the earlier flags are dead.
+    Overwrites,
+    /// Neither reads the flags nor can trap, end the block or touch memory.
+    Neutral,
+    /// Anything else (reads flags, may trap or leave the block): the flags must be exact.
+    Other,
+}
+
+fn flag_use(i: &Instruction) -> FlagUse {
+    use Mnemonic as M;
+    let ops = 0..i.op_count();
+    let gpr_or_imm = ops.clone().all(|k| match i.op_kind(k) {
+        OpKind::Register => i.op_register(k).is_gpr(),
+        OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate64
+        | OpKind::Immediate8to16
+        | OpKind::Immediate8to32
+        | OpKind::Immediate8to64
+        | OpKind::Immediate32to64 => true,
+        _ => false,
+    });
+    if i.has_lock_prefix() {
+        return FlagUse::Other;
+    }
+    match i.mnemonic() {
+        M::Add | M::Sub | M::And | M::Or | M::Xor | M::Cmp | M::Test | M::Neg if gpr_or_imm => {
+            FlagUse::Overwrites
+        }
+        M::Mov | M::Movzx | M::Movsx | M::Movsxd | M::Not | M::Bswap if gpr_or_imm => {
+            FlagUse::Neutral
+        }
+        // LEA computes an address and accesses nothing.
+        M::Lea if i.op0_kind() == OpKind::Register && i.op0_register().is_gpr() => FlagUse::Neutral,
+        // By an immediate count these set or keep flags but never read them.
+        M::Rol | M::Ror | M::Shl | M::Shr | M::Sar
+            if gpr_or_imm
+                && i.op0_kind() == OpKind::Register
+                && (i.op_count() < 2 || i.op1_kind() != OpKind::Register) =>
+        {
+            FlagUse::Neutral
+        }
+        M::Nop if i.op_count() == 0 => FlagUse::Neutral,
+        _ => FlagUse::Other,
+    }
+}
+
+/// True when the instructions after the current one (`t.next` on), all in this same block,
+/// overwrite every arithmetic flag before any reads one, can trap or leaves the block, so the
+/// flags the current instruction leaves are never observed: not by the guest, not by an
+/// exception frame, not at the block's end. Looks at most a few instructions ahead, on the
+/// block's page only, never past the instruction budget of the block or a breakpoint.
+fn flags_dead_after(
+    core: &mut Core<X86>,
+    bus: &mut Bus,
+    t: &mut Tr,
+    block_pc: u64,
+    bitness: u32,
+    fetch_mmu: u8,
+    max_insns: u16,
+) -> bool {
+    const LOOKAHEAD: usize = 6;
+    let count = t.b.insn_count() as usize;
+    // The block continues only on the page of its first instruction.
+    let page = block_pc & !0xfff;
+    let mut at = t.next;
+    for k in 1..=LOOKAHEAD {
+        if count + k > max_insns as usize || at & !0xfff != page || core.breakpoint_at(at, false) {
+            return false;
+        }
+        let mut buf = [0u8; 15];
+        let n = match core.fetch_code(bus, at, fetch_mmu, t.b) {
+            Ok(s) => {
+                let n = s.len().min(15);
+                buf[..n].copy_from_slice(&s[..n]);
+                n
+            }
+            Err(_) => return false,
+        };
+        let y = decode(bitness, &buf[..n], at);
+        if y.is_invalid() {
+            return false;
+        }
+        match flag_use(&y) {
+            FlagUse::Overwrites => return true,
+            FlagUse::Neutral => {}
+            FlagUse::Other => return false,
+        }
+        at = at.wrapping_add(y.len() as u64);
+        if bitness != 64 {
+            at &= 0xffff_ffff;
+        }
+    }
+    false
 }
 
 fn decode(bitness: u32, bytes: &[u8], ip: u64) -> Instruction {
