@@ -2,6 +2,11 @@
 //!
 //! Transmission is instantaneous: a byte written to THR goes straight to the output buffer
 //! (drained by the machine with [`Uart16550::take_output`]) and THR/TSR are always empty.
+//! The output buffer holds at most [`OUTPUT_CAP`] bytes: a host that does not drain it (a slow
+//! terminal or JS consumer) loses the bytes past that, counted in
+//! [`Uart16550::output_dropped`], instead of growing without limit. The guest never sees the
+//! buffer (it would make what it computes depend on the host's timing), and a host that drains
+//! it at least every [`OUTPUT_CAP`] instructions loses nothing.
 //! Input arrives through [`Uart16550::receive`], which accepts only what fits in the RX FIFO and
 //! reports how much it took, so the host retries the rest later (nothing is dropped).
 //!
@@ -13,6 +18,9 @@
 //! and is off in loopback mode (where OUT2 is disconnected from the pin).
 
 use crate::PioDevice;
+
+/// Bytes the output buffer holds at most (see the module documentation).
+pub const OUTPUT_CAP: usize = 1 << 20;
 
 /// Base port of COM1.
 pub const COM1_BASE: u16 = 0x3F8;
@@ -188,6 +196,8 @@ pub struct Uart16550 {
     base: u16,
     state: UartState,
     output: Vec<u8>,
+    /// Bytes dropped because the output buffer was full.
+    dropped: u64,
 }
 
 impl Default for Uart16550 {
@@ -203,6 +213,7 @@ impl Uart16550 {
             base,
             state: UartState::default(),
             output: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -214,6 +225,7 @@ impl Uart16550 {
             base,
             state,
             output: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -230,6 +242,11 @@ impl Uart16550 {
     /// Bytes the guest transmitted since the last call (loopback bytes are not included).
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
+    }
+
+    /// Bytes transmitted while the output buffer was full (lost), since power-on.
+    pub fn output_dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Whether transmitted bytes are waiting in the output buffer.
@@ -422,8 +439,13 @@ impl Uart16550 {
                 // empty again, which raises it again.
                 if self.loopback() {
                     self.rx_push(value);
-                } else {
+                } else if self.output.len() < OUTPUT_CAP {
                     self.output.push(value);
+                } else {
+                    if self.dropped == 0 {
+                        log::warn!("16550: output buffer full ({OUTPUT_CAP} bytes not taken by the host): dropping output");
+                    }
+                    self.dropped += 1;
                 }
                 self.state.thr_ipending = true;
             }
@@ -537,6 +559,26 @@ mod tests {
         assert_eq!(rd(&mut u, REG_IIR) >> 6, 3);
         wr(&mut u, REG_FCR, 0);
         assert_eq!(rd(&mut u, REG_IIR) >> 6, 0);
+    }
+
+    #[test]
+    fn output_buffer_is_bounded() {
+        let mut u = Uart16550::default();
+        for i in 0..OUTPUT_CAP + 10 {
+            u.write_reg(REG_THR, i as u8);
+        }
+        assert_eq!(u.output_dropped(), 10);
+        let out = u.take_output();
+        assert_eq!(out.len(), OUTPUT_CAP);
+        assert_eq!(out[OUTPUT_CAP - 1], (OUTPUT_CAP - 1) as u8);
+        // The guest sees an ordinary UART all along, and drained output flows again.
+        assert_eq!(
+            rd(&mut u, REG_LSR) & (LSR_THRE | LSR_TEMT),
+            LSR_THRE | LSR_TEMT
+        );
+        u.write_reg(REG_THR, b'x');
+        assert_eq!(u.take_output(), b"x");
+        assert_eq!(u.output_dropped(), 10);
     }
 
     #[test]

@@ -508,4 +508,20 @@ mod tests {
         assert_eq!(m.dirty_code, vec![0x3000]);
         assert!(!m.is_code(0x3000));
     }
+
+    #[test]
+    fn the_dirty_code_queue_holds_each_page_once() {
+        // A guest that keeps writing its code pages (DMA or stores) queues a page only when it
+        // stops being a code page: at most one entry per page of RAM, however many writes.
+        let mut m = Memory::new(1 << 20, 0).unwrap();
+        for p in 0..8u64 {
+            m.protect_code_page(p << 12);
+        }
+        for _ in 0..1000 {
+            for p in 0..8u64 {
+                m.write_phys((p << 12) + 8, &[1; 8]);
+            }
+        }
+        assert_eq!(m.dirty_code.len(), 8);
+    }
 }
