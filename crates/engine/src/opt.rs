@@ -484,8 +484,25 @@ pub fn fuse_exits(ops: &mut [Op], cfg: &OptConfig) {
 /// last to the first; when `visit` returns true the op is deleted (it must be pure).
 /// Forward branches use the live set recorded at their label; backward branches (label not
 /// seen yet) are conservative (everything live).
+///
+/// A memory op or helper may also stop the block at the end of its guest instruction (a store
+/// to a page holding translated code, a debugger watchpoint: the engine finishes the
+/// instruction, then resumes at the next one in a fresh block). The state at that instruction
+/// boundary must then be the restorable one, so at every instruction start that follows an
+/// instruction with such an op, the trap-live globals are live (found by the guest_code fuzz
+/// target: a flag store after a self-modifying store was deleted as overwritten later).
 fn liveness(ops: &mut [Op], cfg: &OptConfig, mut visit: impl FnMut(usize, &Op, &SlotSet) -> bool) {
     let globals = SlotSet::below(cfg.first_temp as u16);
+    let mut stop_after = vec![false; ops.len()];
+    let mut may_stop = false;
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::InsnStart { .. } = op {
+            stop_after[i] = may_stop;
+            may_stop = false;
+        } else if matches!(op.info().barrier, Barrier::Trap | Barrier::Call) {
+            may_stop = true;
+        }
+    }
     let mut live = SlotSet::EMPTY;
     let mut at_label: Vec<Option<SlotSet>> = Vec::new();
     let label_live = |at_label: &Vec<Option<SlotSet>>, t: u16| {
@@ -525,6 +542,7 @@ fn liveness(ops: &mut [Op], cfg: &OptConfig, mut visit: impl FnMut(usize, &Op, &
                 live.insert(a);
                 continue;
             }
+            Op::InsnStart { .. } if stop_after[i] => live.union(&cfg.trap_live),
             _ => {}
         }
         let info = op.info();
@@ -850,6 +868,37 @@ mod tests {
         optimize(&mut ops, &cfg());
         assert_eq!(ops[1], Op::Const { d: 1, imm: 5 });
         assert_eq!(ops[6], Op::Nop, "dead temporary");
+    }
+
+    #[test]
+    fn writes_after_a_store_in_its_instruction_survive_to_its_end() {
+        // Instruction 0 stores, then writes global 1 (as `add [m], r` writes its flags after
+        // the store); instruction 1 overwrites global 1. A store to a code page stops the
+        // block at the end of instruction 0, where global 1 must hold instruction 0's value.
+        // Without a store in instruction 1, its own overwritten write is still dead.
+        let mut ops = vec![
+            Op::InsnStart { n: 0 },
+            Op::St64 {
+                v: 2,
+                a: 3,
+                disp: 0,
+                mmu: 0,
+            },
+            Op::Const { d: 1, imm: 5 },
+            Op::InsnStart { n: 1 },
+            Op::Const { d: 4, imm: 6 },
+            Op::InsnStart { n: 2 },
+            Op::Const { d: 1, imm: 9 },
+            Op::Const { d: 4, imm: 7 },
+            Op::Exit { code: 0 },
+        ];
+        optimize(&mut ops, &cfg());
+        assert_eq!(ops[2], Op::Const { d: 1, imm: 5 });
+        assert_eq!(
+            ops[4],
+            Op::Nop,
+            "overwritten, and no stop after instruction 1"
+        );
     }
 
     #[test]
