@@ -18,6 +18,7 @@ pub mod boot_image;
 pub mod cli_args;
 pub mod device_regs;
 pub mod guest_code;
+pub mod mutate;
 pub mod snapshot_file;
 pub mod virtio_script;
 
