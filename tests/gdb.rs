@@ -116,6 +116,17 @@ fn collect(
     })
 }
 
+/// A test that fails half-way (say gdb could not connect) must not leave a tci64 waiting at
+/// `-S` for a debugger that never comes.
+impl Drop for Tci64 {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Tci64 {
     fn spawn(args: &[String], stdin: Stdio) -> Tci64 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tci64"))
