@@ -30,7 +30,7 @@ impl CpuModel {
 /// Optional features: flip a bit to `true` once the instructions behind it are complete.
 /// Everything not listed here is either always present (see [`leaf`]) or never advertised
 /// (hypervisor, XSAVE, SMEP/SMAP, FSGSBASE, PCID, INVPCID,
-/// RDPID, RDRAND, SEP, MTRR, MCE/MCA).
+/// RDPID, RDRAND, MTRR, MCE/MCA).
 pub struct Features {
     /// x87 FPU (leaf 1 EDX.0): required by x86-64 Linux.
     pub fpu: bool,
@@ -53,6 +53,8 @@ pub struct Features {
     pub cx8: bool,
     /// CMOVcc (leaf 1 EDX.15): required.
     pub cmov: bool,
+    /// SYSENTER/SYSEXIT (leaf 1 EDX.11, "SEP"): the 32-bit vDSO's system call on Intel.
+    pub sep: bool,
     /// LZCNT (0x80000001 ECX.5, "ABM").
     pub lzcnt: bool,
     /// leaf 7 EBX.
@@ -81,6 +83,7 @@ pub const FEATURES: Features = Features {
     popcnt: true,
     cx8: true,
     cmov: true,
+    sep: true,
     lzcnt: true,
     bmi1: true,
     bmi2: true,
@@ -136,6 +139,7 @@ pub fn leaf1_edx(m: &CpuModel) -> u32 {
         | (1 << 5) // MSR
         | (1 << 6) // PAE
         | b(f.cx8, 8)
+        | b(f.sep, 11)
         | (1 << 13) // PGE
         | b(f.cmov, 15)
         | (1 << 16) // PAT

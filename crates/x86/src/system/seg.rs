@@ -618,6 +618,98 @@ pub fn sysret(c: &mut Core<X86>, os: u64) -> Result<(), Trap> {
     Ok(())
 }
 
+/// SYSENTER (SDM vol. 2B): to CPL 0 at IA32_SYSENTER_EIP with the stack at
+/// IA32_SYSENTER_ESP, CS from IA32_SYSENTER_CS and SS = CS + 8, both flat; 64-bit code when
+/// IA-32e mode is active. #GP(0) in real mode or with a null IA32_SYSENTER_CS. Nothing is
+/// saved: the caller keeps its return address and stack in registers.
+pub fn sysenter(c: &mut Core<X86>) -> Result<(), Trap> {
+    let cs = c.guest.sysenter_cs as u16;
+    if c.guest.cr0 & cr::CR0_PE == 0 || cs & !3 == 0 {
+        return Err(gp0(c));
+    }
+    let long = lma(c);
+    let f = rflags(c);
+    set_rflags(c, f & !(fl::VM | fl::IF | fl::RF));
+    let mode = if long {
+        Segment::ATTR_L
+    } else {
+        Segment::ATTR_DB
+    };
+    set_cs(
+        c,
+        Segment {
+            selector: cs & !3,
+            base: 0,
+            limit: 0xffff_ffff,
+            attr: 0x9b | mode | Segment::ATTR_G,
+        },
+        0,
+    );
+    set_seg(
+        c,
+        SS,
+        Segment {
+            selector: cs.wrapping_add(8) & !3,
+            base: 0,
+            limit: 0xffff_ffff,
+            attr: 0x93 | Segment::ATTR_DB | Segment::ATTR_G,
+        },
+    );
+    let (esp, eip) = (c.guest.sysenter_esp, c.guest.sysenter_eip);
+    let m = if long { u64::MAX } else { 0xffff_ffff };
+    c.regs.0[RSP as usize] = esp & m;
+    c.regs.0[RIP as usize] = eip & m;
+    Ok(())
+}
+
+/// SYSEXIT (`os` 8: REX.W, to 64-bit code; else to 32-bit code): to CPL 3 at RDX/EDX with
+/// the stack at RCX/ECX; CS = IA32_SYSENTER_CS + 32 (64-bit) or + 16, SS = that + 8, RPL 3.
+/// #GP(0) in real mode, outside CPL 0, with a null IA32_SYSENTER_CS, or (64-bit) with a
+/// non-canonical RIP or RSP.
+pub fn sysexit(c: &mut Core<X86>, os: u64) -> Result<(), Trap> {
+    let base = c.guest.sysenter_cs as u16;
+    if c.guest.cr0 & cr::CR0_PE == 0 || base & !3 == 0 || c.guest.cpl != 0 {
+        return Err(gp0(c));
+    }
+    let (rcx, rdx) = (c.regs.0[RCX as usize], c.regs.0[RDX as usize]);
+    let (cs_sel, mode, rip, rsp) = if os == 8 {
+        if !canonical(rdx) || !canonical(rcx) {
+            return Err(gp0(c));
+        }
+        (base.wrapping_add(32), Segment::ATTR_L, rdx, rcx)
+    } else {
+        (
+            base.wrapping_add(16),
+            Segment::ATTR_DB,
+            rdx & 0xffff_ffff,
+            rcx & 0xffff_ffff,
+        )
+    };
+    set_cs(
+        c,
+        Segment {
+            selector: cs_sel | 3,
+            base: 0,
+            limit: 0xffff_ffff,
+            attr: 0xfb | mode | Segment::ATTR_G,
+        },
+        3,
+    );
+    set_seg(
+        c,
+        SS,
+        Segment {
+            selector: cs_sel.wrapping_add(8) | 3,
+            base: 0,
+            limit: 0xffff_ffff,
+            attr: 0xf3 | Segment::ATTR_DB | Segment::ATTR_G,
+        },
+    );
+    c.regs.0[RSP as usize] = rsp;
+    c.regs.0[RIP as usize] = rip;
+    Ok(())
+}
+
 /// SWAPGS.
 pub fn swapgs(c: &mut Core<X86>) -> Result<(), Trap> {
     if !long64(c) {

@@ -19,6 +19,8 @@ helpers!(pub enum AluH @ base::ALU; {
     PEXT => h_pext,
     BEXTR => h_bextr,
     CMPXCHG_NB => h_cmpxchg_nb,
+    BCD => h_bcd,
+    ARPL => h_arpl,
 });
 
 /// This family's helpers: (first id, end of range, table).
@@ -45,6 +47,93 @@ fn zsp(r: u64, bits: u32) -> u64 {
         })
         | parity(r)
 }
+
+/// The decimal and ASCII adjustments (`op`: [`Bcd`] in bits 0-7, AAM/AAD's base in bits
+/// 8-15) of AX with arithmetic flags `f`: returns the new AX | the new flags << 16 (SDM vol.
+/// 2: DAA, DAS, AAA, AAS, AAM, AAD). The flags the SDM leaves undefined: OF is cleared by
+/// DAA/DAS/AAM/AAD, AAA/AAS keep OF/SF/ZF/PF; AAM/AAD clear CF and AF. AAM 0 is #DE.
+fn h_bcd(c: &mut Core<X86>, _: &mut Bus, ax: u64, f: u64, op: u64) -> HR {
+    let (al, ah) = (ax as u8, (ax >> 8) as u8);
+    let af = f & fl::AF != 0;
+    let cf = f & fl::CF != 0;
+    let base = (op >> 8) as u8;
+    let flag = |on: bool, b: u64| if on { b } else { 0 };
+    let (nax, nf): (u16, u64) = match op as u8 {
+        BCD_DAA | BCD_DAS => {
+            let das = op as u8 == BCD_DAS;
+            let mut a = al;
+            let (mut ncf, mut naf) = (false, false);
+            if al & 0xf > 9 || af {
+                ncf = cf || if das { al < 6 } else { al > 0xf9 };
+                a = if das {
+                    a.wrapping_sub(6)
+                } else {
+                    a.wrapping_add(6)
+                };
+                naf = true;
+            }
+            if al > 0x99 || cf {
+                a = if das {
+                    a.wrapping_sub(0x60)
+                } else {
+                    a.wrapping_add(0x60)
+                };
+                ncf = true;
+            }
+            (
+                (ax as u16 & 0xff00) | a as u16,
+                flag(ncf, fl::CF) | flag(naf, fl::AF) | zsp(a as u64, 8),
+            )
+        }
+        BCD_AAA | BCD_AAS => {
+            let keep = f & (fl::OF | fl::SF | fl::ZF | fl::PF);
+            if al & 0xf > 9 || af {
+                let (l, h) = if op as u8 == BCD_AAA {
+                    // AX = AX + 0x106 (the carry out of AL reaches AH, as on current parts).
+                    let x = (ax as u16).wrapping_add(0x106);
+                    (x as u8, (x >> 8) as u8)
+                } else {
+                    let x = (ax as u16).wrapping_sub(6);
+                    (x as u8, ((x >> 8) as u8).wrapping_sub(1))
+                };
+                (((h as u16) << 8) | (l & 0xf) as u16, keep | fl::AF | fl::CF)
+            } else {
+                (((ah as u16) << 8) | (al & 0xf) as u16, keep)
+            }
+        }
+        BCD_AAM => {
+            if base == 0 {
+                return Err(raise(c, vec::DE, None));
+            }
+            let l = al % base;
+            ((((al / base) as u16) << 8) | l as u16, zsp(l as u64, 8))
+        }
+        _ => {
+            let l = al.wrapping_add(ah.wrapping_mul(base));
+            (l as u16, zsp(l as u64, 8))
+        }
+    };
+    Ok(nax as u64 | nf << 16)
+}
+
+/// ARPL: raise the RPL of selector `d` to that of `s`; returns the new `d` | flags << 16
+/// (ZF set when it changed, the other flags of `f` kept).
+fn h_arpl(_: &mut Core<X86>, _: &mut Bus, d: u64, s: u64, f: u64) -> HR {
+    let (d, s) = (d as u16, s as u16);
+    let keep = f & !fl::ZF;
+    Ok(if d & 3 < s & 3 {
+        ((d & !3) | (s & 3)) as u64 | (keep | fl::ZF) << 16
+    } else {
+        d as u64 | keep << 16
+    })
+}
+
+const BCD_DAA: u8 = 0;
+const BCD_DAS: u8 = 1;
+const BCD_AAA: u8 = 2;
+const BCD_AAS: u8 = 3;
+const BCD_AAM: u8 = 4;
+const BCD_AAD: u8 = 5;
 
 /// Replace the flags in `m` with `f` (the rest of RFLAGS untouched).
 fn put_flags(c: &mut Core<X86>, m: u64, f: u64) {
@@ -650,6 +739,57 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
                 pos: 8,
                 len: 8,
             });
+            Flow::Next
+        }
+        M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => {
+            let op = match m {
+                M::Daa => BCD_DAA,
+                M::Das => BCD_DAS,
+                M::Aaa => BCD_AAA,
+                M::Aas => BCD_AAS,
+                M::Aam => BCD_AAM,
+                _ => BCD_AAD,
+            } as u64;
+            let base = if matches!(m, M::Aam | M::Aad) {
+                i.immediate(0) & 0xff
+            } else {
+                0
+            };
+            let f = t.arith_flags();
+            let ax = t.read_reg(Register::AX);
+            let k = t.b.konst(op | base << 8);
+            let r = t.call(AluH::BCD.id(), ax, f, k);
+            let nax = t.b.un(mk::zx16, r);
+            t.write_reg(Register::AX, nax);
+            let nf = t.b.temp();
+            t.b.push(Op::Extract {
+                d: nf,
+                a: r,
+                pos: 16,
+                len: 16,
+            });
+            t.set_eflags(nf);
+            Flow::Next
+        }
+        M::Arpl => {
+            if t.hf & crate::hflags::PE == 0 {
+                return Some(t.raise(vec::UD, None));
+            }
+            let dst = t.loc(0);
+            let d = t.read(dst, 2);
+            let src = t.read_reg(i.op1_register());
+            let f = t.arith_flags();
+            let r = t.call(AluH::ARPL.id(), d, src, f);
+            let nd = t.b.un(mk::zx16, r);
+            t.write(dst, 2, nd);
+            let nf = t.b.temp();
+            t.b.push(Op::Extract {
+                d: nf,
+                a: r,
+                pos: 16,
+                len: 16,
+            });
+            t.set_eflags(nf);
             Flow::Next
         }
         M::Sahf => {

@@ -5,7 +5,7 @@ use super::operand::{size_ix, Loc};
 use super::{exit, Flow, Tr};
 use crate::flags::{cc, CcKind};
 use crate::regs::{fl, CC_DST, CC_SRC, CC_SRC2, RFLAGS, RIP};
-use iced_x86::{ConditionCode, Mnemonic, OpKind};
+use iced_x86::{ConditionCode, Mnemonic, OpKind, Register};
 use tci64_engine::{mk, Cond, Op, Slot};
 
 /// A condition as a comparison the engine can branch on.
@@ -223,7 +223,59 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
     let i = t.insn;
     let m = i.mnemonic();
     Some(match m {
-        Mnemonic::Nop | Mnemonic::Pause | Mnemonic::Endbr64 | Mnemonic::Endbr32 => Flow::Next,
+        // The reserved-NOP space (0F 0D reg, 0F 18-1F without a defined hint): no access,
+        // no fault, nothing.
+        Mnemonic::Nop
+        | Mnemonic::Reservednop
+        | Mnemonic::Pause
+        | Mnemonic::Endbr64
+        | Mnemonic::Endbr32 => Flow::Next,
+        Mnemonic::Pusha | Mnemonic::Pushad | Mnemonic::Popa | Mnemonic::Popad => {
+            // The eight GPRs in encoding order (the stored SP is the value before the
+            // instruction; POPA skips it). All accesses come before SP changes.
+            let size = if matches!(m, Mnemonic::Pusha | Mnemonic::Popa) {
+                2
+            } else {
+                4
+            };
+            let regs: [Register; 8] = if size == 2 {
+                use Register::*;
+                [AX, CX, DX, BX, SP, BP, SI, DI]
+            } else {
+                use Register::*;
+                [EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI]
+            };
+            let n = size as i64;
+            if matches!(m, Mnemonic::Pusha | Mnemonic::Pushad) {
+                for (k, r) in regs.iter().enumerate() {
+                    let v = t.read_reg(*r);
+                    t.poke(size, -n * (k as i64 + 1), v);
+                }
+                t.add_sp(-8 * n);
+            } else {
+                let mut vals = [None; 8];
+                for (k, v) in vals.iter_mut().enumerate() {
+                    if k != 4 {
+                        *v = Some(t.peek(size, n * (7 - k as i64)));
+                    }
+                }
+                for (k, v) in vals.iter().enumerate() {
+                    if let Some(v) = v {
+                        t.write_reg(regs[k], *v);
+                    }
+                }
+                t.add_sp(8 * n);
+            }
+            Flow::Next
+        }
+        Mnemonic::Salc => {
+            // Undocumented (D6, outside 64-bit mode): AL = CF ? 0xFF : 0; no flags.
+            let cf = carry(t);
+            let z = t.b.konst(0);
+            let v = t.b.bin(mk::sub, z, cf);
+            t.write_reg(Register::AL, v);
+            Flow::Next
+        }
         Mnemonic::Prefetchnta
         | Mnemonic::Prefetcht0
         | Mnemonic::Prefetcht1

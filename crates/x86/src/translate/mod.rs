@@ -481,6 +481,32 @@ fn flags_dead_after(
     false
 }
 
+/// Whether the translator has code for the instruction `insn` in a block with mode bits `hf`:
+/// false where it would emit the "unimplemented instruction" #UD ([`Tr::unimplemented`]).
+/// Translation only; nothing runs. The completeness test (`tests/completeness.rs`) asks this
+/// of every form the ISA has.
+pub fn implemented(insn: &Instruction, hf: u32) -> bool {
+    if insn.is_invalid() || insn.mnemonic() == Mnemonic::INVALID {
+        return false;
+    }
+    let mut b = Builder::new(<X86 as tci64_engine::Guest>::FIRST_TEMP);
+    b.insn_start(insn.ip(), u32::MAX);
+    let mut t = Tr {
+        b: &mut b,
+        hf,
+        pc: insn.ip(),
+        next: insn.next_ip(),
+        insn: *insn,
+        cc: None,
+        cc_dirty: false,
+        mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
+        trace_unimp: false,
+        ss_ref: false,
+        flags_dead: false,
+    };
+    dispatch(&mut t).is_some()
+}
+
 fn decode(bitness: u32, bytes: &[u8], ip: u64) -> Instruction {
     let mut d = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE);
     d.decode()

@@ -448,6 +448,13 @@ impl Tr<'_> {
         self.ld(size, a, disp)
     }
 
+    /// Store `size` bytes of `v` at `rsp + off` without changing RSP.
+    pub fn poke(&mut self, size: usize, off: i64, v: Slot) {
+        let p = self.b.addi(RSP, off);
+        let (a, disp) = self.stack_addr(p);
+        self.st(size, a, disp, v);
+    }
+
     /// Adjust RSP by `delta` with the stack width's semantics.
     pub fn add_sp(&mut self, delta: i64) {
         let n = self.b.addi(RSP, delta);

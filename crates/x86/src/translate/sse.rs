@@ -119,14 +119,8 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
         return translate_mmx(t);
     }
     match m {
-        Mnemonic::Lfence
-        | Mnemonic::Sfence
-        | Mnemonic::Mfence
-        | Mnemonic::Prefetchnta
-        | Mnemonic::Prefetcht0
-        | Mnemonic::Prefetcht1
-        | Mnemonic::Prefetcht2
-        | Mnemonic::Prefetchw => return Some(Flow::Next),
+        // (The PREFETCH hints are the base family's.)
+        Mnemonic::Lfence | Mnemonic::Sfence | Mnemonic::Mfence => return Some(Flow::Next),
         Mnemonic::Ldmxcsr | Mnemonic::Stmxcsr => {
             if let Some(f) = sse_check(t) {
                 return Some(f);
@@ -205,7 +199,14 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
         }
         _ => {}
     }
-    let (helper, opnum, ext) = if let Some(op) = SseOp::from_mnemonic(m) {
+    // The non-temporal stores are aligned stores (the hint has no architectural effect).
+    let op_m = match m {
+        Mnemonic::Movntps => Mnemonic::Movaps,
+        Mnemonic::Movntpd => Mnemonic::Movapd,
+        Mnemonic::Movntdq => Mnemonic::Movdqa,
+        _ => m,
+    };
+    let (helper, opnum, ext) = if let Some(op) = SseOp::from_mnemonic(op_m) {
         (SseH::OP, op as u64, None)
     } else {
         let e = ExtOp::from_mnemonic(m)?;
@@ -213,19 +214,18 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
     };
     let unaligned = unaligned_ok(m) || ext.is_some_and(|e| e.unaligned_ok());
     let n = t.insn.op_count();
-    let mut has_xmm = false;
     for i in 0..n {
-        if t.insn.op_kind(i) == OpKind::Register {
-            let r = t.insn.op_register(i);
-            if r.is_mm() {
-                return None;
-            }
-            has_xmm |= r.is_xmm();
+        match t.insn.op_kind(i) {
+            OpKind::Register if t.insn.op_register(i).is_mm() => return None,
+            // String MOVSD/CMPSD (their mnemonics are the SSE2 ones).
+            OpKind::MemorySegRSI
+            | OpKind::MemorySegESI
+            | OpKind::MemorySegSI
+            | OpKind::MemoryESRDI
+            | OpKind::MemoryESEDI
+            | OpKind::MemoryESDI => return None,
+            _ => {}
         }
-    }
-    if !has_xmm {
-        // String MOVSD/CMPSD.
-        return None;
     }
     if let Some(f) = sse_check(t) {
         return Some(f);

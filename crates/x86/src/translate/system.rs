@@ -36,6 +36,8 @@ helpers!(pub enum SysH @ base::SYSTEM; {
     STI => h_sti,
     SYSCALL => h_syscall,
     SYSRET => h_sysret,
+    SYSENTER => h_sysenter,
+    SYSEXIT => h_sysexit,
     SWAPGS => h_swapgs,
     LOAD_DT => h_load_dt,
     STORE_DT => h_store_dt,
@@ -48,6 +50,8 @@ helpers!(pub enum SysH @ base::SYSTEM; {
     INT => h_int,
     INT1 => h_int1,
     INTO => h_into,
+    LOAD_SEG_FAR => h_load_seg_far,
+    BOUND => h_bound,
 });
 
 /// This family's helpers: (first id, end of range, table).
@@ -95,6 +99,22 @@ fn h_invlpg(c: &mut Core<X86>, _: &mut Bus, a: u64, _: u64, _: u64) -> R {
 /// a = segment number, b = selector.
 fn h_load_seg(c: &mut Core<X86>, bus: &mut Bus, n: u64, sel: u64, _: u64) -> R {
     seg::load_seg(c, bus, n as usize, sel as u16).map(|_| 0)
+}
+/// LDS/LES/LSS/LFS/LGS: load segment `n` with `sel` as MOV Sreg does, except that LSS
+/// does not inhibit interrupts for the next instruction (only MOV SS and POP SS do).
+fn h_load_seg_far(c: &mut Core<X86>, bus: &mut Bus, n: u64, sel: u64, _: u64) -> R {
+    let shadow = c.guest.irq_shadow;
+    seg::load_seg(c, bus, n as usize, sel as u16)?;
+    c.guest.irq_shadow = shadow;
+    Ok(0)
+}
+/// BOUND: #BR unless `lo <= idx <= hi` (all sign-extended).
+fn h_bound(c: &mut Core<X86>, _: &mut Bus, idx: u64, lo: u64, hi: u64) -> R {
+    let (i, l, h) = (idx as i64, lo as i64, hi as i64);
+    if i < l || i > h {
+        return Err(crate::cpu::raise(c, vec::BR, None));
+    }
+    Ok(0)
 }
 /// Selector of segment `n` (6 = LDTR, 7 = TR).
 fn h_get_sel(c: &mut Core<X86>, _: &mut Bus, n: u64, _: u64, _: u64) -> R {
@@ -146,6 +166,12 @@ fn h_syscall(c: &mut Core<X86>, _: &mut Bus, next: u64, _: u64, _: u64) -> R {
 }
 fn h_sysret(c: &mut Core<X86>, _: &mut Bus, os: u64, _: u64, _: u64) -> R {
     seg::sysret(c, os).map(|_| 0)
+}
+fn h_sysenter(c: &mut Core<X86>, _: &mut Bus, _: u64, _: u64, _: u64) -> R {
+    seg::sysenter(c).map(|_| 0)
+}
+fn h_sysexit(c: &mut Core<X86>, _: &mut Bus, os: u64, _: u64, _: u64) -> R {
+    seg::sysexit(c, os).map(|_| 0)
 }
 fn h_swapgs(c: &mut Core<X86>, _: &mut Bus, _: u64, _: u64, _: u64) -> R {
     seg::swapgs(c).map(|_| 0)
@@ -307,6 +333,40 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             Flow::Next
         }
         Mnemonic::Rdpmc => t.raise(vec::GP, Some(0)),
+        Mnemonic::Lds | Mnemonic::Les | Mnemonic::Lss | Mnemonic::Lfs | Mnemonic::Lgs => {
+            // Far pointer m16:16/32/64: the offset, then the selector; the register is written
+            // only once the segment load has succeeded.
+            let n = match m {
+                Mnemonic::Lds => DS,
+                Mnemonic::Les => ES,
+                Mnemonic::Lss => SS,
+                Mnemonic::Lfs => FS,
+                _ => GS,
+            };
+            let size = t.op_size(0);
+            let (a, disp) = t.ea();
+            let off = t.ld(size, a, disp);
+            let sel = t.ld(2, a, disp.wrapping_add(size as i32));
+            let nk = t.sys_k(n as u64);
+            t.sys_call(SysH::LOAD_SEG_FAR, nk, sel, nk);
+            t.write_reg(i.op0_register(), off);
+            t.end_continue()
+        }
+        Mnemonic::Bound => {
+            let size = t.op_size(0);
+            let (a, disp) = t.ea();
+            let lo = t.ld(size, a, disp);
+            let hi = t.ld(size, a, disp.wrapping_add(size as i32));
+            let idx = t.read_reg(i.op0_register());
+            let sx = if size == 2 {
+                tci64_engine::mk::sx16
+            } else {
+                tci64_engine::mk::sx32
+            };
+            let (idx, lo, hi) = (t.b.un(sx, idx), t.b.un(sx, lo), t.b.un(sx, hi));
+            t.sys_call(SysH::BOUND, idx, lo, hi);
+            Flow::Next
+        }
         Mnemonic::Mov => mov_special(t)?,
         Mnemonic::Clts => {
             if let Some(f) = t.sys_need_cpl0() {
@@ -539,6 +599,18 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
         Mnemonic::Sysret | Mnemonic::Sysretq => {
             let a = t.sys_k(if m == Mnemonic::Sysretq { 8 } else { 4 });
             t.sys_call(SysH::SYSRET, a, a, a);
+            t.cc_dynamic();
+            t.sys_exit_set_rip()
+        }
+        Mnemonic::Sysenter => {
+            let z = t.sys_k(0);
+            t.sys_call(SysH::SYSENTER, z, z, z);
+            t.cc_dynamic();
+            t.sys_exit_set_rip()
+        }
+        Mnemonic::Sysexit | Mnemonic::Sysexitq => {
+            let a = t.sys_k(if m == Mnemonic::Sysexitq { 8 } else { 4 });
+            t.sys_call(SysH::SYSEXIT, a, a, a);
             t.cc_dynamic();
             t.sys_exit_set_rip()
         }

@@ -38,7 +38,9 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
         }
         return Some(Flow::Next);
     }
-    let op = X87Op::from_mnemonic(m)?;
+    // FSTPNCE ST(i), ST (D9 D8+i) is an undocumented alias of FSTP ST(i).
+    let fstpnce = m == Mnemonic::Fstpnce;
+    let op = X87Op::from_mnemonic(if fstpnce { Mnemonic::Fstp } else { m })?;
     if t.hf & (hflags::EM | hflags::TS) != 0 {
         return Some(t.raise(vec::NM, None));
     }
@@ -86,6 +88,9 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             }
             _ => return None,
         }
+    }
+    if fstpnce {
+        nregs = 1;
     }
     if nregs == 1 {
         regs[1] = regs[0];
