@@ -8,7 +8,8 @@
 # `cargo test -p tci64-fuzz` replays it forever.
 # The dev profile (opt-level 2, debug assertions and overflow checks on) builds much faster than
 # the release profile (thin LTO) and catches arithmetic overflow as a crash.
-# Environment: FUZZ_JOBS (default 1), FUZZ_SANITIZER (default address; none is ~2x faster).
+# Environment: FUZZ_JOBS (default 1), FUZZ_SANITIZER (default address; none is ~2x faster),
+# FUZZ_TRACE_CMP (default 1; 0 builds without libFuzzer's compare tracing, faster again).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,8 +24,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 san=${FUZZ_SANITIZER:-address}
+flags=(--features libfuzzer --dev -s "$san")
+[ "${FUZZ_TRACE_CMP:-1}" = 0 ] && flags+=(--no-trace-compares)
 echo "==> cargo fuzz build (sanitizer $san)"
-cargo fuzz build --features libfuzzer --dev -s "$san"
+cargo fuzz build "${flags[@]}"
 summary=()
 for t in "${targets[@]}"; do
   scratch=target/fuzz-corpus/$t
@@ -32,7 +35,7 @@ for t in "${targets[@]}"; do
   log=target/fuzz-corpus/$t.log
   echo "==> $t for ${secs}s"
   # Timeouts: one input may run at most 10 s (a hang is a bug); RSS 2 GiB, one malloc 1.5 GiB.
-  cargo fuzz run --features libfuzzer --dev -s "$san" "$t" "$scratch" "fuzz/corpus/$t" -- \
+  cargo fuzz run "${flags[@]}" "$t" "$scratch" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" \
     -timeout=10 -rss_limit_mb=2560 -malloc_limit_mb=1536 -print_final_stats=1 2>&1 |
     tee "$log" | grep -E "^#[0-9]+ +(INITED|DONE|pulse)|ERROR|SUMMARY|panicked" || true

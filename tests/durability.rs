@@ -40,6 +40,11 @@ struct Guest {
 
 impl Guest {
     fn start(append: &str, drive: &str) -> Guest {
+        Self::start_with(append, drive, &[])
+    }
+
+    /// [`Guest::start`] with more arguments, and the disk's flushes logged on stderr.
+    fn start_with(append: &str, drive: &str, more: &[&str]) -> Guest {
         let kernel = guest_path("tiny.bzImage");
         let initrd = guest_path("initramfs.cpio.gz");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tci64"))
@@ -53,6 +58,8 @@ impl Guest {
             ])
             .args(["-kernel", &kernel, "-initrd", &initrd, "-append", append])
             .args(["-icount", "shift=0,sleep=off", "-drive", drive])
+            .args(more)
+            .env("RUST_LOG", "warn,tci64::host::disk=debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -104,9 +111,13 @@ impl Guest {
     }
 
     fn type_line(&mut self, line: &str) {
+        self.type_bytes(line.as_bytes());
+        self.type_bytes(b"\n");
+    }
+
+    fn type_bytes(&mut self, bytes: &[u8]) {
         let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
+        stdin.write_all(bytes).unwrap();
         stdin.flush().unwrap();
     }
 
@@ -197,6 +208,56 @@ fn sigterm_and_sighup_exit_cleanly_with_the_data_in_the_file() {
             mark.as_bytes(),
             "{name}: the sector the guest wrote is not in the file"
         );
+    }
+}
+
+/// Ctrl-A x, a guest reset (with -no-reboot) and an error that ends the run (here: the
+/// snapshot `--save-on-output` asks for cannot be written) each end through the exit path that
+/// msyncs the written disk: the flush's debug line is on stderr, after the guest wrote a sector.
+#[test]
+fn ctrl_a_x_a_guest_reset_and_an_error_exit_flush_the_disk() {
+    let bad_save = temp("no-such-dir").join("x.snapshot");
+    let bad_save = bad_save.display().to_string();
+    let ways: [(&str, &[&str]); 3] = [
+        ("ctrl-a-x", &[]),
+        ("reset", &[]),
+        ("error", &["--save-on-output", "WROTE-42", &bad_save]),
+    ];
+    for (way, more) in ways {
+        let (disk, _) = fresh_disk(way);
+        let drive = format!("file={},format=raw,if=virtio", disk.display());
+        let mut g = Guest::start_with("console=ttyS0 panic=-1 reboot=t", &drive, more);
+        g.wait_for("GUEST-BOOT-OK");
+        let mark = format!("tci64-{way}-marker");
+        g.type_line(&format!(
+            "echo {mark} | dd of=/dev/vda bs=512 seek=3000 2>/dev/null; echo WROTE-$((6*7))"
+        ));
+        match way {
+            "ctrl-a-x" => {
+                g.wait_for("WROTE-42");
+                g.type_bytes(&[0x01, b'x']);
+            }
+            "reset" => {
+                g.wait_for("WROTE-42");
+                g.type_line("reboot -f");
+            }
+            _ => {}
+        }
+        let (code, killed_by, err, out) = g.finish();
+        std::fs::remove_file(&disk).unwrap();
+        let want = if way == "error" { Some(1) } else { Some(0) };
+        assert_eq!(
+            (code, killed_by),
+            (want, None),
+            "{way}: stderr:\n{err}\nstdout:\n{out}"
+        );
+        assert!(
+            err.contains(&format!("{}: flushed (msync)", disk.display())),
+            "{way}: no flush of the disk on the way out; stderr:\n{err}"
+        );
+        if way == "error" {
+            assert!(err.contains(&bad_save), "{way}: stderr:\n{err}");
+        }
     }
 }
 

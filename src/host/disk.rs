@@ -34,6 +34,8 @@ enum Map {
 pub struct FileBackend {
     map: Map,
     mode: DiskMode,
+    /// The file, for the flush's debug line (`RUST_LOG=tci64::host::disk=debug`).
+    path: String,
 }
 
 impl FileBackend {
@@ -64,7 +66,11 @@ impl FileBackend {
                 }
             }
         };
-        Ok(FileBackend { map, mode })
+        Ok(FileBackend {
+            map,
+            mode,
+            path: path.display().to_string(),
+        })
     }
 
     fn bytes(&self) -> &[u8] {
@@ -120,7 +126,9 @@ impl BlockBackend for FileBackend {
     fn flush(&mut self) -> Result<(), BlockError> {
         match (&self.map, self.mode) {
             (Map::Rw(m), DiskMode::ReadWrite) => {
-                m.flush().map_err(|e| BlockError::Io(e.to_string()))
+                m.flush().map_err(|e| BlockError::Io(e.to_string()))?;
+                log::debug!("{}: flushed (msync)", self.path);
+                Ok(())
             }
             _ => Ok(()),
         }
