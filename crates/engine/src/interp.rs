@@ -159,6 +159,18 @@ macro_rules! exec_arm {
         $(let $u = $c.regs.0[$u as usize];)*
         $c.regs.0[$d as usize] = $e;
     }};
+    // Two moves in one op, in order.
+    ($c:ident, $bus:ident, $code:ident, $pc:ident, $run:ident, $n:ident, $ch:ident;
+     [$d:ident] [$a:ident, $b:ident] [$d2:ident] [pair $f:ident $g:ident]) => {{
+        $c.regs.0[$d as usize] = exec_arm!(@half $f, $c.regs.0[$a as usize]);
+        $c.regs.0[$d2 as usize] = exec_arm!(@half $g, $c.regs.0[$b as usize]);
+    }};
+    (@half mov, $v:expr) => {
+        $v
+    };
+    (@half zx32, $v:expr) => {
+        $v as u32 as u64
+    };
     // Guest memory: the inline TLB fast path, else `Core::read`/`write` (page walk, page
     // crossing, MMIO); a trap leaves the block at this op, a write to a code page stops it
     // after this guest instruction (self-modifying code).

@@ -148,6 +148,18 @@ macro_rules! op_table {
             Lea32(d; a, b; sh: u8, imm: i32) {
                 a.wrapping_add(b << (sh & 63)).wrapping_add(imm as i64 as u64) as u32 as u64
             },
+            // ---- two moves in one op, made by the optimizer's very last pass
+            // (`opt::pair_moves`): the first half runs, then the second, so the second reads
+            // what the first wrote when `b == d`. `d2` is declared as a constant so that
+            // `info()` (one def) stays true for the first half: no pass runs after pairing.
+            /// `d = a`, then `d2 = b`.
+            Mov2(d; a, b; d2: Slot) [pair mov mov],
+            /// `d = a`, then `d2 = zx32(b)`.
+            MovZx32(d; a, b; d2: Slot) [pair mov zx32],
+            /// `d = zx32(a)`, then `d2 = b`.
+            Zx32Mov(d; a, b; d2: Slot) [pair zx32 mov],
+            /// `d = zx32(a)`, then `d2 = zx32(b)`.
+            Zx32x2(d; a, b; d2: Slot) [pair zx32 zx32],
             // ---- unary
             Neg(d; a;) { a.wrapping_neg() },
             Not(d; a;) { !a },
@@ -257,6 +269,9 @@ macro_rules! barrier_of {
         Barrier::Call
     };
     ([callpure]) => {
+        Barrier::None
+    };
+    ([pair $f:ident $g:ident]) => {
         Barrier::None
     };
     ([nop]) => {

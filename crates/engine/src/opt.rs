@@ -480,6 +480,36 @@ pub fn fuse_exits(ops: &mut [Op], cfg: &OptConfig) {
     }
 }
 
+/// The very last pass: two adjacent moves or zero-extensions (nothing but removed ops
+/// between them, so never across a guest instruction's start or a label) become one op that
+/// runs both in order ([`Op::Mov2`], [`Op::MovZx32`], [`Op::Zx32Mov`], [`Op::Zx32x2`]): one
+/// dispatch instead of two for the lazy-flags copies and register shuffles that survive
+/// the other passes. No pass may run after it (the pair's second destination is not in
+/// [`Op::info`]).
+pub fn pair_moves(ops: &mut [Op]) {
+    use Op::*;
+    let mut i = 0;
+    while i < ops.len() {
+        let Some(j) = (i + 1..ops.len()).find(|&k| ops[k] != Nop) else {
+            break;
+        };
+        let pair = match (ops[i], ops[j]) {
+            (Mov { d, a }, Mov { d: d2, a: b }) => Some(Mov2 { d, a, b, d2 }),
+            (Mov { d, a }, Zx32 { d: d2, a: b }) => Some(MovZx32 { d, a, b, d2 }),
+            (Zx32 { d, a }, Mov { d: d2, a: b }) => Some(Zx32Mov { d, a, b, d2 }),
+            (Zx32 { d, a }, Zx32 { d: d2, a: b }) => Some(Zx32x2 { d, a, b, d2 }),
+            _ => None,
+        };
+        if let Some(p) = pair {
+            ops[i] = p;
+            ops[j] = Nop;
+            i = j + 1;
+        } else {
+            i = j;
+        }
+    }
+}
+
 /// Backward liveness over a block. Calls `visit(index, op, live_after)` for each op from the
 /// last to the first; when `visit` returns true the op is deleted (it must be pure).
 /// Forward branches use the live set recorded at their label; backward branches (label not
@@ -736,6 +766,7 @@ pub fn optimize(ops: &mut Vec<Op>, cfg: &OptConfig) {
     bypass_zx32(ops, cfg);
     eliminate_dead(ops, cfg);
     fuse_exits(ops, cfg);
+    pair_moves(ops);
 }
 
 #[cfg(test)]

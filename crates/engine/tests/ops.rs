@@ -716,3 +716,43 @@ fn fused_forms_by_hand() {
     assert_eq!(ev(Op::XorI32 { d, a, imm: -1 }, 0xf, 0), 0xffff_fff0);
     assert_eq!(ev(Op::ShlI32 { d, a, imm: 4 }, 0x1234_5678, 0), 0x2345_6780);
 }
+
+/// The paired moves (`opt::pair_moves`) run their halves in order: with every aliasing of
+/// their four slots, one paired op leaves the same register file as its two halves.
+#[test]
+fn paired_moves_run_in_order() {
+    let slots = [1u8, 2, 3];
+    let mut n = 0;
+    for d in slots {
+        for a in slots {
+            for b in slots {
+                for d2 in slots {
+                    type Half = fn(u8, u8) -> Op;
+                    let mov: Half = |d, a| Op::Mov { d, a };
+                    let zx: Half = |d, a| Op::Zx32 { d, a };
+                    let forms: [(Op, Half, Half); 4] = [
+                        (Op::Mov2 { d, a, b, d2 }, mov, mov),
+                        (Op::MovZx32 { d, a, b, d2 }, mov, zx),
+                        (Op::Zx32Mov { d, a, b, d2 }, zx, mov),
+                        (Op::Zx32x2 { d, a, b, d2 }, zx, zx),
+                    ];
+                    for (pair, f, g) in forms {
+                        let run = |code: &[Op]| {
+                            let mut c = core();
+                            c.regs.0[1] = 0x1111_2222_8000_0001;
+                            c.regs.0[2] = 0xffff_ffff_ffff_fffe;
+                            c.regs.0[3] = 0x0000_0001_0000_0003;
+                            let exit = exec_block(&mut c, &mut ToyBus::default(), code);
+                            assert_eq!(exit, TbExit::Guest(9));
+                            c.regs.0
+                        };
+                        let halves = run(&[f(d, a), g(d2, b), Op::Exit { code: 9 }]);
+                        assert_eq!(run(&[pair, Op::Exit { code: 9 }]), halves, "{pair:?}");
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(n, 4 * 81);
+}

@@ -577,7 +577,7 @@ fn generator_reaches_every_fusion() {
     }
     for want in [
         "Add32", "Sub32", "And32", "Or32", "Xor32", "AddI32", "OrI32", "XorI32", "ShlI32", "Lea",
-        "Lea32", "GotoI", "GotoIK",
+        "Lea32", "GotoI", "GotoIK", "Mov2", "MovZx32", "Zx32Mov", "Zx32x2",
     ] {
         assert!(seen.contains(want), "no {want} made; saw {seen:?}");
     }
