@@ -392,4 +392,4 @@ fn advertised_forms_execute_without_ud_in_64_bit_mode() {
 
 /// Advertised forms not implemented yet (issue 17), listed so that the test names them and
 /// fails the moment one is implemented and not taken off the list.
-const KNOWN_GAPS: &[Code] = &[Code::Fbld_m80bcd, Code::Fbstp_m80bcd];
+const KNOWN_GAPS: &[Code] = &[];

@@ -593,7 +593,10 @@ pub fn to_int(env: &mut Env, v: Val, rm: Rm, bits: u32) -> Option<i64> {
         return None;
     }
     let (q, cls) = rshift(m as u128, false, 63 - e);
-    let q = q + inc(q, cls, s, rm) as u128;
+    let up = inc(q, cls, s, rm);
+    // The x87 stores report a magnitude rounded up in C1.
+    env.rounded_up = up;
+    let q = q + up as u128;
     let lim = 1u128 << (bits - 1);
     if (!s && q >= lim) || (s && q > lim) {
         env.flags |= IE;

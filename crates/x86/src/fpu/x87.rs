@@ -71,7 +71,46 @@ pub mod mem {
     pub const I32: u64 = 5;
     pub const I64: u64 = 6;
     pub const M16: u64 = 7;
+    /// 18-digit packed BCD (m80bcd: FBLD/FBSTP).
+    pub const BCD: u64 = 8;
 }
+
+/// The largest magnitude an m80bcd holds: 18 nines.
+const BCD_MAX: u64 = 999_999_999_999_999_999;
+
+/// An m80bcd's value: 18 digits, two per byte (the low nibble the lower digit), sign in bit 7
+/// of byte 9. Nibbles above 9 are undefined operands for Intel; they count with their value.
+fn bcd_to_int(b: &[u8; 10]) -> i64 {
+    let mut x: i64 = 0;
+    for &byte in b[..9].iter().rev() {
+        x = x * 100 + (byte >> 4) as i64 * 10 + (byte & 0xf) as i64;
+    }
+    if b[9] & 0x80 != 0 {
+        -x
+    } else {
+        x
+    }
+}
+
+/// `x` (|x| <= BCD_MAX) as an m80bcd.
+fn int_to_bcd(x: i64) -> [u8; 10] {
+    let mut b = [0u8; 10];
+    let mut m = x.unsigned_abs();
+    for byte in b[..9].iter_mut() {
+        let lo = (m % 10) as u8;
+        m /= 10;
+        let hi = (m % 10) as u8;
+        m /= 10;
+        *byte = hi << 4 | lo;
+    }
+    if x < 0 {
+        b[9] = 0x80;
+    }
+    b
+}
+
+/// The packed-BCD indefinite that a masked invalid FBSTP stores.
+const BCD_INDEFINITE: [u8; 10] = [0, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0xff];
 
 const SF: u16 = 1 << 6;
 const ES: u16 = 1 << 7;
@@ -212,6 +251,17 @@ impl Fpu<'_> {
                 let x = self.c.read(bus, addr, 4, m)? as u32 as i32 as i64;
                 soft::from_int(&mut self.env, F80, x)
             }
+            mem::BCD => {
+                let mut b = [0u8; 10];
+                self.c.read_bytes(bus, addr, &mut b, m)?;
+                let x = bcd_to_int(&b);
+                // -0 stays negative zero.
+                if x == 0 && b[9] & 0x80 != 0 {
+                    Val::Zero(true)
+                } else {
+                    soft::from_int(&mut self.env, F80, x)
+                }
+            }
             _ => {
                 let x = self.c.read(bus, addr, 8, m)? as i64;
                 soft::from_int(&mut self.env, F80, x)
@@ -257,7 +307,7 @@ fn mem_size(kind: u64) -> usize {
     match kind {
         mem::F32 | mem::I32 => 4,
         mem::F64 | mem::I64 => 8,
-        mem::F80 => 10,
+        mem::F80 | mem::BCD => 10,
         _ => 2,
     }
 }
@@ -333,14 +383,34 @@ pub fn h_x87(c: &mut Core<X86>, bus: &mut Bus, addr: u64, aux: u64, k: u64) -> R
             // Stores do not report denormal operands.
             f.env.flags &= !soft::DE;
             if mk != mem::NONE {
-                let (lo, hi) = f.conv_mem(v, mk, op == Fisttp);
                 let m = mmu(f.c);
-                if mk == mem::F80 {
+                if mk == mem::BCD {
+                    // Rounded per RC; beyond 18 digits (or NaN, infinity) it is invalid.
+                    let rm = f.env.rm;
+                    let x =
+                        soft::to_int(&mut f.env, v, rm, 64).filter(|x| x.unsigned_abs() <= BCD_MAX);
+                    let b = match x {
+                        Some(x) => {
+                            let mut b = int_to_bcd(x);
+                            if x == 0 && v.sign() {
+                                b[9] = 0x80;
+                            }
+                            b
+                        }
+                        None => {
+                            f.env.flags |= soft::IE;
+                            BCD_INDEFINITE
+                        }
+                    };
+                    f.c.write_bytes(bus, addr, &b, m)?;
+                } else if mk == mem::F80 {
+                    let (lo, hi) = f.conv_mem(v, mk, false);
                     let mut b = [0u8; 10];
                     b[..8].copy_from_slice(&lo.to_le_bytes());
                     b[8..].copy_from_slice(&(hi as u16).to_le_bytes());
                     f.c.write_bytes(bus, addr, &b, m)?;
                 } else {
+                    let (lo, _) = f.conv_mem(v, mk, op == Fisttp);
                     let sz = mem_size(mk);
                     if (addr & 0xfff) as usize + sz > 0x1000 {
                         f.c.write_bytes(bus, addr, &lo.to_le_bytes()[..sz], m)?;

@@ -40,7 +40,13 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
     }
     // FSTPNCE ST(i), ST (D9 D8+i) is an undocumented alias of FSTP ST(i).
     let fstpnce = m == Mnemonic::Fstpnce;
-    let op = X87Op::from_mnemonic(if fstpnce { Mnemonic::Fstp } else { m })?;
+    // FBLD and FBSTP are FILD and FISTP with an m80bcd operand.
+    let op = X87Op::from_mnemonic(match m {
+        Mnemonic::Fstpnce => Mnemonic::Fstp,
+        Mnemonic::Fbld => Mnemonic::Fild,
+        Mnemonic::Fbstp => Mnemonic::Fistp,
+        _ => m,
+    })?;
     if t.hf & (hflags::EM | hflags::TS) != 0 {
         return Some(t.raise(vec::NM, None));
     }
@@ -75,7 +81,7 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
                         k |= ctl::OP32;
                         mem::M16
                     }
-                    MemorySize::Bcd => return None,
+                    MemorySize::Bcd => mem::BCD,
                     _ => mem::M16,
                 };
                 k |= mk << ctl::MEM_SHIFT;
