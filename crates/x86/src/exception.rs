@@ -134,10 +134,10 @@ fn deliver_once(c: &mut Core<X86>, bus: &mut Bus, ev: Event) -> Result<(), Neste
     if v * entry + entry - 1 > c.guest.idtr.limit as u64 {
         return Err(Nested(vec::GP, idt_err));
     }
-    let gaddr = c.guest.idtr.base + v * entry;
+    let gaddr = c.guest.idtr.base.wrapping_add(v * entry);
     let lo = read_sys(c, bus, gaddr, 8)?;
     let hi = if long {
-        read_sys(c, bus, gaddr + 8, 8)?
+        read_sys(c, bus, gaddr.wrapping_add(8), 8)?
     } else {
         0
     };
