@@ -124,10 +124,13 @@ impl Guest for X86State {
     const FIRST_TEMP: tci64_engine::Slot = FIRST_TEMP;
 
     fn trap_live() -> SlotSet {
-        let mut s = SlotSet::below(FIRST_TEMP as u16);
-        // The CC op is restored from the per-instruction aux word.
-        s.remove(CC_OP);
-        s
+        // Every guest slot, CC_OP included: a trap restores CC_OP from the instruction's aux
+        // word only when the lazy-flags op was static there; after an instruction that left
+        // it dynamic (a shift by CL selects between the old and the new op), the aux word says
+        // "in its slot", and the slot must be current at the trap. Leaving CC_OP out let the
+        // optimizer delete that select as overwritten later (guest_code fuzz input
+        // optimizer-cc-op-dynamic-at-trap: ZF differed in the pushed RFLAGS).
+        SlotSet::below(FIRST_TEMP as u16)
     }
 
     fn helpers() -> &'static [HelperFn<Self>] {
