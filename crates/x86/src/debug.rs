@@ -215,20 +215,9 @@ impl Cpu {
                 attr: 0,
             });
         }
-        let (base, limit) = if sel & 4 != 0 {
-            if g.ldtr.attr & Segment::ATTR_P == 0 {
-                return Err(err);
-            }
-            (g.ldtr.base, g.ldtr.limit)
-        } else {
-            (g.gdtr.base, g.gdtr.limit as u32)
-        };
-        let off = (sel & !7) as u32;
-        if off + 7 > limit {
-            return Err(err);
-        }
+        let a = crate::system::seg::desc_addr(g, sel).ok_or(err)?;
         let mut b = [0u8; 8];
-        if self.read_virt(base.wrapping_add(off as u64), &mut b) != 8 {
+        if self.read_virt(a, &mut b) != 8 {
             return Err(err);
         }
         Ok(crate::exception::seg_from_descriptor(

@@ -272,17 +272,7 @@ fn run_sandboxed(bytes: &[u8]) -> Option<u8> {
         g.efer |= cr::EFER_SCE;
     }
     system_tables(&mut cpu);
-    for v in 0..32u8 {
-        let h = HANDLERS + v as u64 * 0x20;
-        let c = assemble_at(h, |a| {
-            use iced_x86::code_asm::*;
-            a.mov(qword_ptr(DATA + 0x800), v as i32).unwrap();
-            a.hlt().unwrap();
-        });
-        load(&mut cpu, h, &c);
-        set_gate(&mut cpu, v, h, 1, 0);
-    }
-    write_u64(&mut cpu, DATA + 0x800, 0xff);
+    record_exceptions(&mut cpu, DATA + 0x800);
     {
         use tci64_x86::regs::*;
         let r = &mut cpu.core_mut().regs.0;

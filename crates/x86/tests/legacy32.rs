@@ -36,16 +36,7 @@ fn run32(body: impl FnOnce(&mut CodeAssembler)) -> Cpu {
     // The GDTR image: limit 0x47 (up to the compat code segment).
     load(&mut cpu, DTPTR, &0x47u16.to_le_bytes());
     load(&mut cpu, COMPAT_CODE, &code32);
-    for v in 0..32u8 {
-        let h = HANDLERS + v as u64 * 0x20;
-        let c = assemble_at(h, |a| {
-            a.mov(qword_ptr(VECTOR), v as i32).unwrap();
-            a.hlt().unwrap();
-        });
-        load(&mut cpu, h, &c);
-        set_gate(&mut cpu, v, h, 1, 0);
-    }
-    write_u64(&mut cpu, VECTOR, 0xff);
+    record_exceptions(&mut cpu, VECTOR);
     let e = cpu.run(&mut TestBus::default(), 10_000);
     assert!(matches!(e, CpuExit::Halted { .. }), "{e:?}");
     cpu
@@ -343,16 +334,7 @@ fn sysenter_from_compat_user_code_and_sysexit_back() {
         a.assemble(USER_RET).unwrap()
     };
     load(&mut cpu, USER_RET, &back);
-    for v in 0..32u8 {
-        let h = HANDLERS + v as u64 * 0x20;
-        let c = assemble_at(h, |a| {
-            a.mov(qword_ptr(VECTOR), v as i32).unwrap();
-            a.hlt().unwrap();
-        });
-        load(&mut cpu, h, &c);
-        set_gate(&mut cpu, v, h, 1, 0);
-    }
-    write_u64(&mut cpu, VECTOR, 0xff);
+    record_exceptions(&mut cpu, VECTOR);
     let e = cpu.run(&mut TestBus::default(), 10_000);
     assert!(matches!(e, CpuExit::Halted { .. }), "{e:?}");
     // SYSENTER: CS = IA32_SYSENTER_CS (64-bit code), SS = CS + 8, the stack of the MSR, IF off.

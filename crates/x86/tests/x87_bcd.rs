@@ -12,11 +12,17 @@ use std::arch::asm;
 use tci64_x86::regs::RIP;
 use tci64_x86::Cpu;
 
-fn cases() -> u32 {
-    std::env::var("TCI64_DIFF_CASES")
+/// A proptest runner for `TCI64_DIFF_CASES` cases (300 by default).
+fn runner() -> TestRunner {
+    let cases = std::env::var("TCI64_DIFF_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(300);
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
 }
 
 /// Run the guest program at CODE again with `input` at DATA; returns DATA + 32.. (12 bytes).
@@ -60,11 +66,7 @@ fn fbstp_matches_the_host() {
         a.hlt().unwrap();
     });
     let cpu = std::cell::RefCell::new(machine(&code));
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner();
     runner
         .run(&(f64s(), 0u16..4), |(x, rc)| {
             // All exceptions masked, 64-bit precision, rounding control `rc`.
@@ -109,11 +111,7 @@ fn fbld_matches_the_host() {
         a.hlt().unwrap();
     });
     let cpu = std::cell::RefCell::new(machine(&code));
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner();
     let digits = proptest::collection::vec(0u8..10, 18);
     runner
         .run(&(digits, any::<bool>()), |(d, neg)| {

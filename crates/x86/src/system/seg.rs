@@ -39,23 +39,27 @@ pub fn seg(c: &Core<X86>, n: usize) -> Segment {
     c.guest.segs[n].with_base(c.regs.0[SEG_BASE as usize + n])
 }
 
+/// The linear address of the 8-byte descriptor of `sel` in the GDT or LDT; `None` beyond
+/// the table's limit or with no LDT present.
+pub fn desc_addr(g: &crate::X86State, sel: u16) -> Option<u64> {
+    let (base, limit) = if sel & 4 != 0 {
+        if g.ldtr.attr & Segment::ATTR_P == 0 {
+            return None;
+        }
+        (g.ldtr.base, g.ldtr.limit)
+    } else {
+        (g.gdtr.base, g.gdtr.limit as u32)
+    };
+    let off = (sel & !7) as u32;
+    (off + 7 <= limit).then(|| base.wrapping_add(off as u64))
+}
+
 /// Read the 8-byte descriptor of `sel`: (its linear address, its value). Beyond the table
 /// limit: #GP(sel).
 pub fn read_desc(c: &mut Core<X86>, bus: &mut Bus, sel: u16) -> Result<(u64, u64), Trap> {
-    let (base, limit) = if sel & 4 != 0 {
-        let l = c.guest.ldtr;
-        if l.attr & Segment::ATTR_P == 0 {
-            return Err(gp(c, (sel & !3) as u32));
-        }
-        (l.base, l.limit)
-    } else {
-        (c.guest.gdtr.base, c.guest.gdtr.limit as u32)
-    };
-    let off = (sel & !7) as u32;
-    if off + 7 > limit {
+    let Some(a) = desc_addr(&c.guest, sel) else {
         return Err(gp(c, (sel & !3) as u32));
-    }
-    let a = base.wrapping_add(off as u64);
+    };
     let d = c.read(bus, a, 8, 0)?;
     Ok((a, d))
 }

@@ -128,6 +128,20 @@ fn h_arpl(_: &mut Core<X86>, _: &mut Bus, d: u64, s: u64, f: u64) -> HR {
     })
 }
 
+/// For the helpers that return a 16-bit result | flags << 16 ([`h_bcd`], [`h_arpl`]): set
+/// the flags from `r` and return the result word.
+fn word_then_flags(t: &mut Tr, r: Slot) -> Slot {
+    let nf = t.b.temp();
+    t.b.push(Op::Extract {
+        d: nf,
+        a: r,
+        pos: 16,
+        len: 16,
+    });
+    t.set_eflags(nf);
+    t.b.un(mk::zx16, r)
+}
+
 const BCD_DAA: u8 = 0;
 const BCD_DAS: u8 = 1;
 const BCD_AAA: u8 = 2;
@@ -759,16 +773,8 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             let ax = t.read_reg(Register::AX);
             let k = t.b.konst(op | base << 8);
             let r = t.call(AluH::BCD.id(), ax, f, k);
-            let nax = t.b.un(mk::zx16, r);
+            let nax = word_then_flags(t, r);
             t.write_reg(Register::AX, nax);
-            let nf = t.b.temp();
-            t.b.push(Op::Extract {
-                d: nf,
-                a: r,
-                pos: 16,
-                len: 16,
-            });
-            t.set_eflags(nf);
             Flow::Next
         }
         M::Arpl => {
@@ -780,16 +786,8 @@ pub fn translate(t: &mut Tr) -> Option<Flow> {
             let src = t.read_reg(i.op1_register());
             let f = t.arith_flags();
             let r = t.call(AluH::ARPL.id(), d, src, f);
-            let nd = t.b.un(mk::zx16, r);
+            let nd = word_then_flags(t, r);
             t.write(dst, 2, nd);
-            let nf = t.b.temp();
-            t.b.push(Op::Extract {
-                d: nf,
-                a: r,
-                pos: 16,
-                len: 16,
-            });
-            t.set_eflags(nf);
             Flow::Next
         }
         M::Sahf => {

@@ -113,7 +113,24 @@ fn dispatch(t: &mut Tr) -> Option<Flow> {
         .or_else(|| x87::translate(t))
 }
 
-impl Tr<'_> {
+impl<'a> Tr<'a> {
+    /// The translator's state at the start of a block at `pc` with mode bits `hf`.
+    fn new(b: &'a mut Builder, hf: u32, pc: u64, trace_unimp: bool) -> Self {
+        Tr {
+            b,
+            hf,
+            pc,
+            next: pc,
+            insn: Instruction::default(),
+            cc: None,
+            cc_dirty: false,
+            mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
+            trace_unimp,
+            ss_ref: false,
+            flags_dead: false,
+        }
+    }
+
     /// The current privilege level of the block.
     pub fn cpl(&self) -> u8 {
         (self.hf & hflags::CPL) as u8
@@ -269,19 +286,7 @@ pub fn translate_block(
         core.max_insns.max(1)
     };
     let trace_in_asm = core.trace.in_asm;
-    let mut t = Tr {
-        b,
-        hf,
-        pc,
-        next: pc,
-        insn: Instruction::default(),
-        cc: None,
-        cc_dirty: false,
-        mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
-        trace_unimp: core.trace.unimp,
-        ss_ref: false,
-        flags_dead: false,
-    };
+    let mut t = Tr::new(b, hf, pc, core.trace.unimp);
     let mut cur = pc;
     loop {
         let first = t.b.insn_count() == 0;
@@ -491,19 +496,9 @@ pub fn implemented(insn: &Instruction, hf: u32) -> bool {
     }
     let mut b = Builder::new(<X86 as tci64_engine::Guest>::FIRST_TEMP);
     b.insn_start(insn.ip(), u32::MAX);
-    let mut t = Tr {
-        b: &mut b,
-        hf,
-        pc: insn.ip(),
-        next: insn.next_ip(),
-        insn: *insn,
-        cc: None,
-        cc_dirty: false,
-        mmu: if hf & hflags::CPL == 3 { 1 } else { 0 },
-        trace_unimp: false,
-        ss_ref: false,
-        flags_dead: false,
-    };
+    let mut t = Tr::new(&mut b, hf, insn.ip(), false);
+    t.next = insn.next_ip();
+    t.insn = *insn;
     dispatch(&mut t).is_some()
 }
 

@@ -178,6 +178,22 @@ pub fn set_gate(cpu: &mut Cpu, vector: u8, handler: u64, ist: u8, dpl: u8) {
     write_u64(cpu, IDT + vector as u64 * 16 + 8, handler >> 32);
 }
 
+/// Gates for vectors 0-31 to handlers (at HANDLERS, on IST1) that store their vector at
+/// `at` and halt; `at` starts as 0xff (no exception).
+pub fn record_exceptions(cpu: &mut Cpu, at: u64) {
+    for v in 0..32u8 {
+        let h = HANDLERS + v as u64 * 0x20;
+        let c = assemble_at(h, |a| {
+            use iced_x86::code_asm::*;
+            a.mov(qword_ptr(at), v as i32).unwrap();
+            a.hlt().unwrap();
+        });
+        load(cpu, h, &c);
+        set_gate(cpu, v, h, 1, 0);
+    }
+    write_u64(cpu, at, 0xff);
+}
+
 /// Guest code: load the GDT and IDT from DTPTR and the task register.
 pub fn sys_prologue(a: &mut CodeAssembler) {
     use iced_x86::code_asm::*;
